@@ -1,0 +1,226 @@
+"""The ``mlx`` command line (typer). Errors become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import MlxError
+
+app = typer.Typer(
+    name="mlx",
+    help="One command from data to a trained, exported, verified model, in any domain a plugin adds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+out = Console()
+err = Console(stderr=True)
+STATE = {"verbose": False}
+
+
+def _registry():
+    from .plugins import Registry
+
+    return Registry()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import API_VERSION
+
+        print(f"mlx-core {__version__} (plugin API {API_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    STATE["verbose"] = verbose
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+
+
+# --- plugins --------------------------------------------------------------------------------
+@plugins_app.command("list")
+def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List installed plugins with their status (ok, broken, unavailable here, disabled)."""
+    reg = _registry()
+    rows = [r.as_dict() for r in sorted(reg.records.values(), key=lambda r: r.name)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no plugins installed (entry-point group 'mlx'); try: mlx plugins install segmentation")
+        return
+    table = Table("name", "version", "stages", "hardware", "status")
+    colour = {"ok": "green", "broken": "red", "unavailable here": "yellow", "disabled": "dim"}
+    for r in rows:
+        status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+        stages = ", ".join(r["stages"] + (["predict"] if r["predict"] else []))
+        table.add_row(r["name"], r["version"] or "?", stages, ", ".join(r["hardware"]), f"[{colour.get(r['status'], 'white')}]{status}[/]")
+    out.print(table)
+
+
+@plugins_app.command("info")
+def plugins_info(name: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Describe one plugin: summary, stages, hardware, config schema, where it is installed."""
+    from .config import describe
+
+    reg = _registry()
+    rec = reg.records.get(name)
+    if rec is None:
+        reg.get(name)  # raises the 'unknown plugin' error with suggestions
+    assert rec is not None
+    data = rec.as_dict()
+    info = rec.info
+    data["config"] = describe(info.config) if info and info.config else []
+    data["options"] = describe(info.options) if info and info.options else []
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    out.print(f"[bold]{name}[/] {data['version'] or ''}  ({data['status']}{': ' + data['reason'] if data['reason'] else ''})")
+    for key in ("summary", "stages", "hardware", "core_api", "requires", "distribution", "location"):
+        value = data[key]
+        out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False)
+    for title, rows in (("config", data["config"]), (f"options (--set {name}.KEY=VALUE on other plugins' runs)", data["options"])):
+        if not rows:
+            continue
+        table = Table("key", "type", "default", "description", title=title, title_justify="left")
+        for row in rows:
+            desc = row["description"] + (f" [{row['constraints']}]" if row["constraints"] else "")
+            table.add_row(row["key"], row["type"], json.dumps(row["default"], default=str), desc)
+        out.print(table)
+
+
+@plugins_app.command("new")
+def plugins_new(
+    name: str,
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: current).")] = None,
+) -> None:
+    """Write a new installable plugin package NAME from the template."""
+    from .scaffold import create
+
+    path = create(name, directory or Path.cwd())
+    out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
+
+
+# --- runs -----------------------------------------------------------------------------------
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+@app.command("run")
+def run_cmd(
+    plugin: str,
+    stage: str,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = "auto",
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", envvar="MLX_RUNS_DIR", help="Where runs go.")] = Path("runs"),
+    from_: Annotated[Optional[Path], typer.Option("--from", help="Continue in an earlier run directory.")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Record a profiler trace of each stage.")] = False,
+) -> None:
+    """Run PLUGIN's stages (data, model, train, export) up to STAGE."""
+    from .plugins import Registry
+    from .runner import run
+
+    manifest = run(
+        Registry(), plugin, stage, config_file=config, overrides=set_ or [], device=device,
+        runs_dir=runs_dir, from_dir=from_, profile=profile, console=err, command=sys.argv,
+    )  # fmt: skip
+    d = manifest.data
+    table = Table("stage", "status", "seconds", title=f"{plugin}: {manifest.run_dir}", title_justify="left")
+    for name, s in d["stages"].items():
+        table.add_row(name, s["status"], f"{s.get('duration_s', 0):.1f}")
+    out.print(table)
+    if d["metrics"]:
+        out.print("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["metrics"].items()), highlight=False)
+    for note in d["notes"]:
+        out.print(f"note: {note}", highlight=False)
+    print(manifest.run_dir)
+
+
+@app.command("predict")
+def predict_cmd(
+    plugin: str,
+    run_dir: Path,
+    inputs: list[str],
+    set_: SetOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run PLUGIN's exported model from RUN_DIR on INPUTS (files or text)."""
+    from .plugins import Registry
+    from .runner import predict
+
+    results, where = predict(Registry(), plugin, run_dir, inputs, overrides=set_ or [], device=device, console=err)
+    if as_json:
+        print(json.dumps(results, indent=2, default=str))
+        return
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in r if k not in keys]
+    table = Table(*keys)
+    for r in results:
+        table.add_row(*[str(r.get(k, "")) for k in keys])
+    out.print(table)
+    err.print(f"outputs in {where}", highlight=False)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """What this machine has, and whether each plugin can run here (and why not)."""
+    from .runner import doctor
+
+    facts = doctor(_registry())
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    out.print(f"python {facts['python']} ({facts['executable']}), {facts['platform']}, {facts['cpus']} CPUs", highlight=False)
+    out.print(f"mlx-core {facts['mlx-core']} (plugin API {facts['core_api']})", highlight=False)
+    out.print(f"GPUs: {', '.join(facts['gpus']) or 'none (CUDA not available)'}", highlight=False)
+    out.print("libraries: " + (", ".join(f"{k} {v}" for k, v in facts["libraries"].items()) or "none"), highlight=False)
+    table = Table("plugin", "version", "hardware", "can run here", "why not")
+    for p in facts["plugins"]:
+        table.add_row(p["name"], p["version"] or "?", ", ".join(p["hardware"]), "yes" if p["can_run_here"] else "no", p["reason"])
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the typer app; user errors become one line and exit code 2."""
+    verbose = "--verbose" in sys.argv[1:] or "-v" in sys.argv[1:2]
+    try:
+        app()
+    except MlxError as exc:
+        if verbose:
+            traceback.print_exc()
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if verbose or os.environ.get("MLX_DEBUG"):
+            traceback.print_exc()
+        msg = f"error: {type(exc).__name__}: {exc}".splitlines()[0]
+        err.print(f"{msg} (run with --verbose for the traceback)", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(1) from None

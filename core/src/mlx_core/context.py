@@ -1,0 +1,132 @@
+"""``RunContext``: what every stage hook receives as ``ctx``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .errors import RunError
+from .runs import Manifest, atomic_path
+
+T = TypeVar("T")
+log = logging.getLogger("mlx")
+
+
+@dataclass
+class RunContext:
+    """The run a stage belongs to.
+
+    plugin:   name of the plugin whose run this is (domain plugins answer only for their own).
+    stage:    the stage being run now (``data``, ``model``, ``train``, ``export`` or ``predict``).
+    target:   the last stage this invocation runs.
+    config:   the plugin's validated config (an instance of its ``PluginInfo.config``).
+    device:   ``"cpu"`` or ``"cuda"`` (``auto`` is resolved before stages run).
+    run_dir:  the run directory; everything the run writes goes below it.
+    manifest: the run's ``run.json``; prefer the helper methods below.
+    resumed:  true under ``--from``: an earlier invocation already worked in ``run_dir``.
+    profile:  true under ``--profile`` (the runner wraps each stage in the plugin's profiler).
+    seed:     the run's seed (``config.seed`` when the config has one, else 0).
+    """
+
+    plugin: str
+    stage: str
+    target: str
+    config: Any
+    device: str
+    run_dir: Path
+    manifest: Manifest
+    resumed: bool = False
+    profile: bool = False
+    option_values: dict[str, BaseModel] = field(default_factory=dict)
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    progress_bar: Progress | None = None
+    output_dir: Path | None = None
+
+    # --- where things go ------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        return int(getattr(self.config, "seed", 0) or 0)
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory; refuses anything that would escape it."""
+        p = (self.run_dir / Path(*parts)).resolve()
+        root = self.run_dir.resolve()
+        if p != root and root not in p.parents:
+            raise RunError(f"path {os.path.join(*parts)!r} escapes the run directory {self.run_dir}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def atomic_path(self, *parts: str) -> contextlib.AbstractContextManager[Path]:
+        """``with ctx.atomic_path("export", "model.onnx") as tmp:`` write to tmp; renamed on success."""
+        return atomic_path(self.path(*parts))
+
+    def options(self, plugin: str) -> BaseModel | None:
+        """The options a user gave a cross-cutting plugin for this run (``--set quant.x=...``)."""
+        return self.option_values.get(plugin)
+
+    # --- results ----------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Record metrics (floats) of the current stage; with ``step``, also as a history row."""
+        self.manifest.log_metrics(self.stage, metrics, step)
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        self.log(f"[{self.stage}]{'' if step is None else f' step {step}'} {shown}")
+
+    def add_artifact(self, path: str | os.PathLike, kind: str = "file", **info: Any) -> dict[str, Any]:
+        """Register a finished file (size and sha256 go into the manifest) and return its entry."""
+        return self.manifest.add_artifact(self.stage, Path(path), kind=kind, **info)
+
+    def record(self, key: str, value: Any) -> None:
+        """Record a fact about the run in the manifest (e.g. ``trained=False``, a sharding plan)."""
+        self.manifest.record(key, value)
+
+    def note(self, text: str) -> None:
+        """A human-readable remark in the manifest (and the log), e.g. "model is untrained"."""
+        self.manifest.note(text)
+        self.log(f"note: {text}")
+
+    # --- talking to the user ----------------------------------------------------------------
+    def log(self, message: str) -> None:
+        log.info(message)
+        self.console.print(message, markup=False, highlight=False)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None = None) -> Iterator[Any]:
+        """A progress bar: ``with ctx.progress("epoch 1", total=n) as advance: advance(1)``."""
+        bar = self.progress_bar
+        if bar is None:
+            yield lambda n=1: None
+            return
+        task = bar.add_task(description, total=total)
+        try:
+            yield lambda n=1: bar.advance(task, n)
+        finally:
+            bar.remove_task(task)
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        with self.progress(description, total) as advance:
+            for item in items:
+                yield item
+                advance(1)
+
+
+def make_progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )

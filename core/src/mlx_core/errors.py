@@ -1,0 +1,45 @@
+"""The core's small exception hierarchy.
+
+Every error a user can cause (bad config, unknown plugin, unreadable data, ...) is an
+``MlxError``: the CLI prints its message as one line on stderr and exits with its
+``exit_code`` (2 for usage and input errors), without a traceback unless ``--verbose``.
+Plugins raise these (or subclasses) for bad input; any other exception is treated as a bug.
+"""
+
+from __future__ import annotations
+
+
+class MlxError(Exception):
+    """Base class: a problem the user can fix. ``str(err)`` is the one line shown."""
+
+    exit_code: int = 2
+
+
+class UsageError(MlxError):
+    """Wrong command-line usage: unknown plugin, unknown stage, bad flag value."""
+
+
+class ConfigError(MlxError):
+    """A config file or ``--set`` override that does not validate against the plugin's config."""
+
+
+class DataError(MlxError):
+    """Input data (a file, a folder, a record) that a plugin cannot read or that breaks its rules."""
+
+
+class PluginError(MlxError):
+    """A plugin that is broken, incompatible or unavailable on this machine."""
+
+
+class DeviceError(MlxError):
+    """A requested device that this machine does not have."""
+
+
+class RunError(MlxError):
+    """A run directory that is missing, of another plugin, locked by another run, or unreadable."""
+
+
+class StageFailed(MlxError):
+    """A stage that ran and failed a check of its own (e.g. an export parity check)."""
+
+    exit_code = 1

@@ -1,0 +1,70 @@
+"""``PluginInfo``: what a plugin's ``mlx_plugin()`` hook returns.
+
+Kept free of heavy imports: ``mlx plugins list`` builds one of these per plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+STAGES: tuple[str, ...] = ("data", "model", "train", "export")
+HARDWARE: tuple[str, ...] = ("cpu", "cuda")
+Profiler = Literal["torch", "paddle", "none"]
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin's description of itself.
+
+    name:      the plugin's name; must equal its entry-point name in the ``mlx`` group.
+    summary:   one line shown by ``mlx plugins list``.
+    stages:    the subset of ``STAGES`` it implements (it may also implement ``mlx_predict``).
+    hardware:  the devices it can run on: ``("cpu",)``, ``("cuda",)`` or ``("cpu", "cuda")``.
+    config:    a pydantic model class with defaults for every field: the plugin's run config.
+               Fields named after stages (``data``, ``model``, ``train``, ``export``,
+               ``predict``) group that stage's settings; ``--set train.epochs=3`` addresses them.
+    options:   for cross-cutting plugins: a pydantic model class of the options a user gives
+               when the plugin wraps *another* plugin's run (``--set quant.scheme=int8``).
+    core_api:  a PEP 440 specifier of the core API versions it was built for, e.g. ``">=1,<2"``.
+    requires:  import names of libraries it needs (checked with ``importlib.util.find_spec``,
+               without importing them); a missing one makes it "unavailable here".
+    profiler:  which profiler ``--profile`` wraps its stages in.
+    version:   its version; ``None`` means: read it from the installed distribution.
+    """
+
+    name: str
+    summary: str
+    stages: tuple[str, ...] = STAGES
+    hardware: tuple[str, ...] = ("cpu",)
+    config: type[BaseModel] | None = None
+    options: type[BaseModel] | None = None
+    core_api: str = ">=1,<2"
+    requires: tuple[str, ...] = ()
+    profiler: Profiler = "torch"
+    version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """Contract violations of this description (empty when it is valid)."""
+        out: list[str] = []
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            out.append(f"invalid name {self.name!r}")
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad:
+            out.append(f"unknown stages {bad}; expected a subset of {list(STAGES)}")
+        bad = [h for h in self.hardware if h not in HARDWARE]
+        if bad or not self.hardware:
+            out.append(f"hardware {list(self.hardware)}; expected a non-empty subset of {list(HARDWARE)}")
+        for attr in ("config", "options"):
+            cls = getattr(self, attr)
+            if cls is not None and not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+                out.append(f"{attr} must be a pydantic BaseModel subclass, got {cls!r}")
+        if self.config is not None and not out:
+            try:
+                self.config()
+            except Exception as exc:  # a config without defaults cannot be run with no arguments
+                out.append(f"config {self.config.__name__} has no valid defaults: {exc}".splitlines()[0])
+        return out

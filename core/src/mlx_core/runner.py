@@ -1,0 +1,249 @@
+"""Stage ordering: ``mlx run P S`` runs data -> model -> train -> export up to S in one run dir."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from . import __version__, config as cfgmod
+from .context import RunContext, make_progress
+from .errors import DeviceError, MlxError, PluginError, RunError, UsageError
+from .hardware import has_cuda
+from .info import STAGES
+from .plugins import PluginRecord, Registry
+from .profiling import profile_stage
+from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock
+
+
+def resolve_device(requested: str, rec: PluginRecord) -> str:
+    hardware = rec.info.hardware if rec.info else ("cpu",)
+    if requested not in ("auto", "cpu", "cuda"):
+        raise DeviceError(f"unknown device {requested!r}: expected auto, cpu or cuda")
+    if requested == "auto":
+        return "cuda" if "cuda" in hardware and has_cuda() else "cpu"
+    if requested == "cuda" and not has_cuda():
+        raise DeviceError("--device cuda: no NVIDIA GPU found on this machine (nvidia-smi lists none)")
+    if requested not in hardware:
+        raise DeviceError(f"plugin {rec.name!r} does not run on {requested}; it supports: {', '.join(hardware)}")
+    return requested
+
+
+def check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+
+
+def _versions(rec: PluginRecord) -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "mlx-core": __version__,
+        rec.distribution or rec.name: rec.version or "unknown",
+        **loaded_versions(),
+    }
+
+
+def call_stage(registry: Registry, stage: str, **kwargs: Any) -> Any:
+    hook = getattr(registry.pm.hook, f"mlx_{stage}")
+    accepted = hook.spec.argnames if hook.spec else tuple(kwargs)
+    return hook(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def run(
+    registry: Registry,
+    plugin: str,
+    stage: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    device: str = "auto",
+    runs_dir: str | Path = "runs",
+    from_dir: str | Path | None = None,
+    profile: bool = False,
+    console: Console | None = None,
+    command: list[str] | None = None,
+) -> Manifest:
+    """Run ``plugin``'s stages up to ``stage``; returns the final manifest."""
+    console = console or Console(stderr=True)
+    rec = registry.get(plugin)
+    check_stage(stage)
+    info = rec.info
+    assert info is not None
+    base: dict[str, Any] = {}
+    earlier: Manifest | None = None
+    if from_dir is not None:
+        earlier = Manifest.load(from_dir)
+        if earlier.data["plugin"] != plugin:
+            raise RunError(f"--from {from_dir} is a run of plugin {earlier.data['plugin']!r}, not {plugin!r}")
+        base = earlier.data.get("config", {})
+    dev = resolve_device(device, rec)
+    if info.config is None:
+        if overrides or config_file:
+            raise UsageError(f"plugin {plugin!r} takes no config")
+        cfg, options = None, {}
+    else:
+        cfg, options = cfgmod.resolve(
+            info.config, base=base, file=config_file, overrides=overrides, options=registry.options_classes()
+        )
+
+    run_dir = Path(from_dir) if earlier else new_run_dir(Path(runs_dir), plugin)
+    with run_lock(run_dir):
+        if earlier is not None:
+            manifest = Manifest.load(run_dir)  # re-read under the lock
+            manifest.data.setdefault("invocations", []).append({"at": now_iso(), "command": command, "stage": stage})
+        else:
+            manifest = Manifest.create(
+                run_dir,
+                plugin=plugin,
+                plugin_version=rec.version,
+                command=command,
+                target=stage,
+                versions=_versions(rec),
+                host={"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            )
+        manifest.data.update(
+            device=dev,
+            target=stage,
+            config=cfg.model_dump(mode="json") if cfg is not None else {},
+            options={k: v.model_dump(mode="json") for k, v in options.items()},
+        )
+        manifest.save()
+        todo = [s for s in STAGES[: STAGES.index(stage) + 1]]
+        console.print(f"run {run_dir}", highlight=False)
+        outputs: dict[str, Any] = {"data": None, "model": None}
+        with make_progress(console) as bar:
+            ctx = RunContext(
+                plugin=plugin, stage=todo[0], target=stage, config=cfg, device=dev, run_dir=run_dir,
+                manifest=manifest, resumed=earlier is not None, profile=profile,
+                option_values=options, console=console, progress_bar=bar,
+            )  # fmt: skip
+            for name in todo:
+                _run_one(registry, rec, ctx, name, outputs)
+        manifest.data["status"] = "completed"
+        manifest.save()
+    return manifest
+
+
+def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, outputs: dict[str, Any]) -> None:
+    manifest, info = ctx.manifest, rec.info
+    assert info is not None
+    if name not in info.stages:
+        manifest.update_stage(name, status="skipped", reason=f"{rec.name} has no {name} stage")
+        return
+    ctx.stage = name
+    manifest.update_stage(name, status="running", started=now_iso(), error=None)
+    manifest.data["status"] = "running"
+    t0 = time.perf_counter()
+    trace = ctx.run_dir / "profile" / f"{name}.trace.json"
+    status, error = "failed", None
+    try:
+        prof = profile_stage(info.profiler, trace, ctx.device) if ctx.profile else contextlib.nullcontext()
+        with prof:
+            result = call_stage(registry, name, ctx=ctx, data=outputs["data"], model=outputs["model"])
+        if result is None:
+            raise PluginError(f"plugin {rec.name!r} declares stage {name!r} but its mlx_{name} returned nothing for its own run")
+        if name in ("data", "model"):
+            outputs[name] = result
+        elif name == "train":
+            outputs["model"] = result
+        status = "completed"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+        raise
+    except MlxError as exc:
+        error = str(exc)
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        manifest.data["status"] = status if status != "completed" else "running"
+        manifest.data.setdefault("versions", {}).update(loaded_versions())
+        manifest.update_stage(name, status=status, finished=now_iso(), duration_s=round(time.perf_counter() - t0, 3), error=error)
+        if ctx.profile and trace.exists():
+            manifest.add_artifact(name, trace, kind="profile")
+
+
+def predict(
+    registry: Registry,
+    plugin: str,
+    run_dir: str | Path,
+    inputs: list[str],
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    device: str = "auto",
+    console: Console | None = None,
+) -> tuple[list[dict[str, Any]], Path]:
+    """Run ``plugin``'s ``mlx_predict`` on ``inputs`` with the artifacts of a finished run."""
+    console = console or Console(stderr=True)
+    rec = registry.get(plugin)
+    manifest = Manifest.load(run_dir)
+    if manifest.data["plugin"] != plugin:
+        raise RunError(f"{run_dir} is a run of plugin {manifest.data['plugin']!r}, not {plugin!r}")
+    if "mlx_predict" not in rec.hooks:
+        raise UsageError(f"plugin {plugin!r} has no predict command")
+    if not inputs:
+        raise UsageError("mlx predict needs at least one input")
+    info = rec.info
+    assert info is not None
+    dev = resolve_device(device, rec)
+    cfg, options = (None, {})
+    if info.config is not None:
+        cfg, options = cfgmod.resolve(
+            info.config, base=manifest.data.get("config", {}), overrides=overrides, options=registry.options_classes()
+        )
+    out = Path(run_dir) / "predictions" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(
+        plugin=plugin, stage="predict", target="predict", config=cfg, device=dev, run_dir=Path(run_dir),
+        manifest=manifest, resumed=True, option_values=options, console=console, output_dir=out,
+    )  # fmt: skip
+    result = call_stage(registry, "predict", ctx=ctx, inputs=list(inputs))
+    if result is None:
+        raise PluginError(f"plugin {plugin!r} returned nothing from mlx_predict")
+    return list(result), out
+
+
+def doctor(registry: Registry) -> dict[str, Any]:
+    """Facts about this machine and every plugin: what can run here, and why not."""
+    from .hardware import gpu_names
+
+    import importlib.metadata as md
+
+    libs = {}
+    for dist in ("torch", "torchvision", "torchrec", "fbgemm-gpu", "fbgemm-gpu-cpu", "paddlepaddle", "paddlepaddle-gpu",
+                 "executorch", "onnxruntime", "transformers", "datasets", "bitsandbytes", "torchao",
+                 "torchmultimodal-nightly", "pluggy", "typer", "rich", "pydantic"):  # fmt: skip
+        try:
+            libs[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    plugins = []
+    for r in sorted(registry.records.values(), key=lambda r: r.name):
+        d = r.as_dict()
+        d["can_run_here"] = r.usable
+        plugins.append(d)
+    return {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "mlx-core": __version__,
+        "core_api": registry_api(),
+        "gpus": list(gpu_names()),
+        "cuda_available": has_cuda(),
+        "libraries": libs,
+        "plugins": plugins,
+    }
+
+
+def registry_api() -> str:
+    from . import API_VERSION
+
+    return API_VERSION

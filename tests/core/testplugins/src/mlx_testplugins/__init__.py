@@ -1,0 +1,1 @@
+"""Test plugins for the mlx core; one module per plugin."""
