@@ -1,0 +1,135 @@
+"""Test sessions, generated from the plugins' own declarations.
+
+Each plugin declares its hardware matrix and install steps in ``plugins/<name>/pyproject.toml``::
+
+    [tool.mlx.nox]
+    hardware = ["cpu", "cuda"]          # sessions <name>-cpu and <name>-cuda
+    extras = { cpu = "cpu", cuda = "cuda" }            # optional: extra of the plugin per kind
+    after = { cpu = [["uninstall", "fbgemm-gpu"], ["install", "fbgemm-gpu-cpu==1.9.0"]] }
+                                        # optional: `uv pip` / `pip` steps after the install
+
+so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
+integration (everything together), bench (not run by default).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6"]
+# pytest exits 5 when it collected no tests; a plugin folder without tests yet is not a failure
+# of the toolkit, but it is reported.
+PYTEST_OK = [0, 5]
+
+
+def plugin_table() -> dict[str, dict]:
+    table = {}
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        meta = tomllib.loads(pyproject.read_text())
+        decl = meta.get("tool", {}).get("mlx", {}).get("nox", {})
+        table[pyproject.parent.name] = {
+            "path": pyproject.parent,
+            "hardware": decl.get("hardware", ["cpu"]),
+            "extras": decl.get("extras", {}),
+            "after": decl.get("after", {}),
+        }
+    return table
+
+
+PLUGINS = plugin_table()
+
+
+def has_gpu() -> bool:
+    if not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def pip(session: nox.Session, *args: str) -> None:
+    """``uv pip`` in uv venvs, plain pip otherwise."""
+    if session.venv_backend == "uv":
+        session.run("uv", "pip", *args, external=True)
+    else:
+        session.run("python", "-m", "pip", *args)
+
+
+def install_plugin(session: nox.Session, name: str, hardware: str) -> None:
+    row = PLUGINS[name]
+    extra = row["extras"].get(hardware)
+    target = str(row["path"]) + (f"[{extra}]" if extra else "")
+    session.install(str(ROOT / "core"), target)
+    for step in row["after"].get(hardware, []):
+        if step[0] == "uninstall" and session.venv_backend != "uv":
+            step = [step[0], "-y", *step[1:]]
+        pip(session, *step)
+
+
+def pytest(session: nox.Session, *paths: str) -> None:
+    code = session.run("pytest", *paths, *session.posargs, success_codes=PYTEST_OK)
+    if code == 5:
+        session.warn(f"no tests collected in {paths}")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core alone, with the test plugins installed through real entry points."""
+    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS)
+    pytest(session, "tests/core")
+
+
+def _make_plugin_session(name: str, hardware: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        if hardware == "cuda" and not has_gpu():
+            session.skip(f"{name}-cuda needs an NVIDIA GPU; nvidia-smi found none on this machine")
+        install_plugin(session, name, hardware)
+        session.install(*TEST_TOOLS)
+        session.env["MLX_TEST_DEVICE"] = hardware
+        pytest(session, f"tests/{name}")
+
+    session_fn.__doc__ = f"tests/{name} with only mlx-core and mlx-{name} installed ({hardware})."
+    nox.session(name=f"{name}-{hardware}")(session_fn)
+
+
+for _name, _row in PLUGINS.items():
+    for _hw in _row["hardware"]:
+        _make_plugin_session(_name, _hw)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Every plugin installed together; cross-plugin tests in tests/integration."""
+    hardware = "cuda" if has_gpu() else "cpu"
+    session.install(str(ROOT / "core"), *TEST_TOOLS)
+    for name, row in PLUGINS.items():
+        if hardware in row["hardware"]:
+            install_plugin(session, name, hardware)
+    pytest(session, "tests/integration")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Every benchmark under benchmarks/ (tables, JSON and PNG charts in benchmarks/results)."""
+    session.install(str(ROOT / "core"), "matplotlib")
+    names = session.posargs or [p.stem for p in sorted((ROOT / "benchmarks").glob("*.py"))]
+    for bench_name in names:
+        if bench_name in PLUGINS:
+            install_plugin(session, bench_name, "cuda" if has_gpu() else "cpu")
+        session.run("python", f"benchmarks/{bench_name}.py")
