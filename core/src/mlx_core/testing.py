@@ -1,0 +1,157 @@
+"""Conformance kit for plugin authors: reuse it in your plugin's own tests.
+
+Subclass ``PluginConformance`` and name your plugin; pytest collects the checks::
+
+    from mlx_core.testing import PluginConformance
+
+    class TestConformance(PluginConformance):
+        plugin = "myplugin"
+        overrides = ["data.size=16"]     # keep the data-stage run small
+
+Or call the functions directly (``check_description``, ``run_stage``). The plugin must be
+*installed* (its entry point in the ``mlx`` group), exactly as users will have it. Installed as
+a pytest plugin (entry point ``pytest11``), this module also provides the fixtures
+``mlx_registry`` and ``mlx_run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import describe
+from .info import STAGES, PluginInfo
+from .plugins import OK, PluginRecord, Registry
+from .runs import Manifest
+
+
+def load(name: str) -> PluginRecord:
+    """The installed plugin's record, failing with its status and reason if it is not usable."""
+    reg = Registry()
+    rec = reg.records.get(name)
+    assert rec is not None, f"plugin {name!r} is not installed (entry points in group 'mlx': {sorted(reg.records)})"
+    assert rec.status == OK, f"plugin {name!r} is {rec.status}: {rec.reason}"
+    return rec
+
+
+def check_description(name: str) -> PluginInfo:
+    """The description is valid, names the plugin, and every declared stage has a hook."""
+    rec = load(name)
+    info = rec.info
+    assert isinstance(info, PluginInfo)
+    assert info.name == name
+    assert info.summary.strip(), "summary must not be empty"
+    assert not info.problems(), info.problems()
+    for stage in info.stages:
+        assert f"mlx_{stage}" in rec.hooks, f"declares {stage} but has no mlx_{stage}"
+    return info
+
+
+def check_config_defaults(name: str) -> list[dict[str, Any]]:
+    """The config instantiates with defaults, round-trips through JSON and documents its keys."""
+    info = check_description(name)
+    if info.config is None:
+        return []
+    cfg = info.config()
+    again = info.config.model_validate(json.loads(cfg.model_dump_json()))
+    assert again == cfg, "config does not round-trip through JSON"
+    rows = describe(info.config)
+    undocumented = [r["key"] for r in rows if not r["description"]]
+    assert not undocumented, f"config keys without a description: {undocumented}"
+    return rows
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``mlx ARGS`` in a subprocess with this interpreter; returns the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mlx_core", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def run_stage(name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str) -> Manifest:
+    """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest."""
+    args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", "cpu"]
+    for o in overrides:
+        args += ["--set", o]
+    proc = cli(*args, *extra)
+    assert proc.returncode == 0, f"mlx {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    manifest = Manifest.load(run_dir)
+    for s in STAGES[: STAGES.index(stage) + 1]:
+        status = manifest.stage_status(s)
+        assert status in ("completed", "skipped"), f"stage {s} is {status}"
+    return manifest
+
+
+def check_answers_only_own_runs(name: str) -> None:
+    """Stage hooks return None for a run of another plugin (domain plugins must not hijack)."""
+    from .context import RunContext
+
+    rec = load(name)
+    reg = Registry(load=False)
+    reg.register(rec.module, PluginRecord(name=name, status=OK))
+    ctx = RunContext(
+        plugin="__another_plugin__", stage="data", target="data", config=None, device="cpu",
+        run_dir=Path("/nonexistent"), manifest=None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    for stage in rec.info.stages if rec.info else ():
+        hook = getattr(reg.pm.hook, f"mlx_{stage}")
+        impls = [i for i in hook.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        for impl in impls:
+            kwargs = {k: None for k in impl.argnames}
+            kwargs["ctx"] = ctx
+            assert impl.function(**kwargs) is None, f"mlx_{stage} answered for another plugin's run"
+
+
+class PluginConformance:
+    """Base class of conformance checks; set ``plugin`` (and ``overrides`` for small runs)."""
+
+    plugin: str = ""
+    overrides: list[str] = []
+    #: set False for plugins whose data stage needs inputs the defaults cannot provide
+    run_data_stage: bool = True
+
+    def test_description(self) -> None:
+        check_description(self.plugin)
+
+    def test_config_defaults(self) -> None:
+        check_config_defaults(self.plugin)
+
+    def test_answers_only_own_runs(self) -> None:
+        check_answers_only_own_runs(self.plugin)
+
+    def test_listed_ok(self) -> None:
+        proc = cli("plugins", "list", "--json")
+        assert proc.returncode == 0, proc.stderr
+        rows = {r["name"]: r for r in json.loads(proc.stdout)}
+        assert rows[self.plugin]["status"] == "ok", rows[self.plugin]
+
+    def test_data_stage_runs(self, tmp_path: Path) -> None:
+        if not self.run_data_stage:
+            pytest.skip("data stage needs user inputs")
+        manifest = run_stage(self.plugin, "data", tmp_path, self.overrides)
+        assert manifest.data["plugin"] == self.plugin
+        assert manifest.completed("data")
+
+
+@pytest.fixture
+def mlx_registry() -> Registry:
+    """A freshly loaded registry of the installed plugins."""
+    return Registry()
+
+
+@pytest.fixture
+def mlx_run(tmp_path: Path):
+    """``mlx_run(plugin, stage, overrides)`` -> Manifest, runs kept under ``tmp_path``."""
+
+    def _run(name: str, stage: str, overrides: list[str] | tuple[str, ...] = (), *extra: str) -> Manifest:
+        return run_stage(name, stage, tmp_path / "runs", overrides, *extra)
+
+    return _run
