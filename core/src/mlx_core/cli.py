@@ -76,7 +76,13 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     for r in rows:
         status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
         stages = ", ".join(r["stages"] + (["predict"] if r["predict"] else []))
-        table.add_row(r["name"], r["version"] or "?", stages, ", ".join(r["hardware"]), f"[{colour.get(r['status'], 'white')}]{status}[/]")
+        table.add_row(
+            r["name"],
+            r["version"] or "?",
+            stages,
+            ", ".join(r["hardware"]),
+            f"[{colour.get(r['status'], 'white')}]{status}[/]",
+        )
     out.print(table)
 
 
@@ -93,15 +99,20 @@ def plugins_info(name: str, as_json: Annotated[bool, typer.Option("--json", help
     data = rec.as_dict()
     info = rec.info
     data["config"] = describe(info.config) if info and info.config else []
-    data["options"] = describe(info.options) if info and info.options else []
+    data["options"] = describe(info.options, prefix=f"{name}.") if info and info.options else []
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
-    out.print(f"[bold]{name}[/] {data['version'] or ''}  ({data['status']}{': ' + data['reason'] if data['reason'] else ''})")
+    out.print(
+        f"[bold]{name}[/] {data['version'] or ''}  ({data['status']}{': ' + data['reason'] if data['reason'] else ''})"
+    )
     for key in ("summary", "stages", "hardware", "core_api", "requires", "distribution", "location"):
         value = data[key]
         out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False)
-    for title, rows in (("config", data["config"]), (f"options (--set {name}.KEY=VALUE on other plugins' runs)", data["options"])):
+    for title, rows in (
+        ("config", data["config"]),
+        (f"options (--set {name}.KEY=VALUE on other plugins' runs)", data["options"]),
+    ):
         if not rows:
             continue
         table = Table("key", "type", "default", "description", title=title, title_justify="left")
@@ -153,7 +164,11 @@ def run_cmd(
         table.add_row(name, s["status"], f"{s.get('duration_s', 0):.1f}")
     out.print(table)
     if d["metrics"]:
-        out.print("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["metrics"].items()), highlight=False)
+        out.print(
+            "metrics: "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["metrics"].items()),
+            highlight=False,
+        )
     for note in d["notes"]:
         out.print(f"note: {note}", highlight=False)
     print(manifest.run_dir)
@@ -195,13 +210,17 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     if as_json:
         print(json.dumps(facts, indent=2))
         return
-    out.print(f"python {facts['python']} ({facts['executable']}), {facts['platform']}, {facts['cpus']} CPUs", highlight=False)
+    out.print(
+        f"python {facts['python']} ({facts['executable']}), {facts['platform']}, {facts['cpus']} CPUs", highlight=False
+    )
     out.print(f"mlx-core {facts['mlx-core']} (plugin API {facts['core_api']})", highlight=False)
     out.print(f"GPUs: {', '.join(facts['gpus']) or 'none (CUDA not available)'}", highlight=False)
     out.print("libraries: " + (", ".join(f"{k} {v}" for k, v in facts["libraries"].items()) or "none"), highlight=False)
     table = Table("plugin", "version", "hardware", "can run here", "why not")
     for p in facts["plugins"]:
-        table.add_row(p["name"], p["version"] or "?", ", ".join(p["hardware"]), "yes" if p["can_run_here"] else "no", p["reason"])
+        table.add_row(
+            p["name"], p["version"] or "?", ", ".join(p["hardware"]), "yes" if p["can_run_here"] else "no", p["reason"]
+        )
     out.print(table)
 
 
@@ -218,7 +237,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         raise SystemExit(130) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - last resort: one line instead of a traceback
         if verbose or os.environ.get("MLX_DEBUG"):
             traceback.print_exc()
         msg = f"error: {type(exc).__name__}: {exc}".splitlines()[0]

@@ -75,7 +75,9 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> 
     )
 
 
-def run_stage(name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str) -> Manifest:
+def run_stage(
+    name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str
+) -> Manifest:
     """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest."""
     args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", "cpu"]
     for o in overrides:

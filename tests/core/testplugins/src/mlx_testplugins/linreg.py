@@ -32,12 +32,12 @@ class TrainConfig(Section):
 
 
 class ExportConfig(Section):
-    format: Literal["json"] = "json"
+    format: Literal["json"] = Field("json", description="export format")
     fail_parity: bool = Field(False, description="test switch: make the export check fail")
 
 
 class LinregConfig(Section):
-    seed: int = 0
+    seed: int = Field(0, description="random seed for data generation")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -45,7 +45,9 @@ class LinregConfig(Section):
 
 @hookimpl
 def mlx_plugin():
-    return PluginInfo(name=NAME, summary="least-squares line fit (core test plugin)", config=LinregConfig, profiler="none")
+    return PluginInfo(
+        name=NAME, summary="least-squares line fit (core test plugin)", config=LinregConfig, profiler="none"
+    )
 
 
 def _read(path):
@@ -76,7 +78,10 @@ def mlx_data(ctx):
         rows = _read(path)
     else:
         rng = random.Random(ctx.seed)
-        rows = [(x, cfg.slope * x + cfg.intercept + rng.gauss(0, cfg.noise)) for x in (rng.uniform(-1, 1) for _ in range(cfg.n))]
+        rows = [
+            (x, cfg.slope * x + cfg.intercept + rng.gauss(0, cfg.noise))
+            for x in (rng.uniform(-1, 1) for _ in range(cfg.n))
+        ]
         with ctx.atomic_path("data", "points.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["x", "y"])
@@ -105,7 +110,7 @@ def mlx_train(ctx, data, model):
     rows, cfg = data["train"], ctx.config.train
     n = len(rows)
     with ctx.progress("gradient descent", total=cfg.epochs) as advance:
-        for step in range(cfg.epochs):
+        for _ in range(cfg.epochs):
             gw = sum(2 * (model["w"] * x + model["b"] - y) * x for x, y in rows) / n
             gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
             model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
