@@ -26,8 +26,9 @@ app = typer.Typer(
 plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 STATE = {"verbose": False}
 
 
