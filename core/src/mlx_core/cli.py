@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+models_app = typer.Typer(help="Models the installed plugins publish (the model hub).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -133,6 +135,41 @@ def plugins_new(
 
     path = create(name, directory or Path.cwd())
     out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
+
+
+# --- models ---------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    plugin: Annotated[Optional[str], typer.Argument(help="Only this plugin's models.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List published model entry points: name, plugin, summary."""
+    from .hub import entries
+
+    found = entries(plugin=plugin)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {"name": e.name, "plugin": e.plugin, "summary": e.summary, "signature": e.signature}
+                    for e in found.values()
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("model", "plugin", "summary")
+    for e in found.values():
+        table.add_row(e.name, e.plugin, e.summary)
+    out.print(table)
+
+
+@models_app.command("help")
+def models_help(name: str) -> None:
+    """Show a model entry point's signature and docstring."""
+    from .hub import help as hub_help
+
+    print(hub_help(name))
 
 
 # --- runs -----------------------------------------------------------------------------------

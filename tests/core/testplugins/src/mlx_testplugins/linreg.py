@@ -148,3 +148,16 @@ def mlx_predict(ctx, inputs):
             raise DataError(f"input {text!r} is not a number") from None
         out.append({"x": x, "y": model["w"] * x + model["b"]})
     return out
+
+
+def line(slope: float = 1.0, intercept: float = 0.0):
+    """A fixed line y = slope * x + intercept, as the dict the linreg stages use.
+
+    slope: the line's slope. intercept: its value at x = 0.
+    """
+    return {"w": float(slope), "b": float(intercept)}
+
+
+@hookimpl
+def mlx_models():
+    return {"linreg_line": line}
