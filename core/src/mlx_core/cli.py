@@ -137,6 +137,58 @@ def plugins_new(
     out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
 
 
+@plugins_app.command("install")
+def plugins_install(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Plugin names, e.g. segmentation recsys.")] = None,
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="cpu or cuda: selects the plugin's extras and steps.")
+    ] = "",
+    requirements: Annotated[
+        Optional[Path], typer.Option("-r", "--requirements", help="Restore a lock file from `mlx plugins freeze`.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the installer commands only.")] = False,
+) -> None:
+    """Install only the named plugins (from plugins/NAME inside a checkout, else mlx-NAME)."""
+    from .hardware import has_cuda
+    from .install import find_checkout, plan_install, plan_restore, read_lock, run_plan
+
+    checkout = find_checkout()
+    if requirements is not None:
+        plan = plan_restore(read_lock(requirements), hardware or None, checkout)
+    else:
+        plan = plan_install(names or [], hardware or ("cuda" if has_cuda() else "cpu"), checkout)
+    run_plan(plan, dry_run, lambda line: err.print(f"$ {line}", highlight=False, markup=False, soft_wrap=True))
+
+
+@plugins_app.command("uninstall")
+def plugins_uninstall(
+    names: list[str],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the installer commands only.")] = False,
+) -> None:
+    """Uninstall the named plugins' distributions."""
+    from .install import run_plan, uninstall_plan
+
+    run_plan(
+        uninstall_plan(names),
+        dry_run,
+        lambda line: err.print(f"$ {line}", highlight=False, markup=False, soft_wrap=True),
+    )
+
+
+@plugins_app.command("freeze")
+def plugins_freeze(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Lock file to write.")] = Path("mlx-plugins.lock.toml"),
+) -> None:
+    """Write a lock file of the installed plugins and the torch/paddle/CUDA versions they run on."""
+    from .install import write_lock
+
+    data = write_lock(output)
+    out.print(
+        f"wrote {output}: {len(data['plugins'])} plugins, torch {data['runtime'].get('torch', 'not installed')}",
+        highlight=False,
+    )
+
+
 # --- models ---------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(
