@@ -124,8 +124,11 @@ def run(
                 manifest=manifest, resumed=earlier is not None, profile=profile,
                 option_values=options, console=console, progress_bar=bar,
             )  # fmt: skip
-            for name in todo:
+            overall = bar.add_task(f"{plugin}: {stage}", total=len(todo))
+            for i, name in enumerate(todo, start=1):
+                bar.update(overall, description=f"{plugin}: stage {i}/{len(todo)} {name}")
                 _run_one(registry, rec, ctx, name, outputs)
+                bar.advance(overall)
         manifest.data["status"] = "completed"
         manifest.save()
     return manifest
