@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -314,9 +315,14 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     out.print(table)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit code 2."""
     verbose = "--verbose" in sys.argv[1:] or "-v" in sys.argv[1:2]
+    signal.signal(signal.SIGTERM, _terminate)  # `kill PID` stops like Ctrl-C: stage marked interrupted
     try:
         app()
     except MlxError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import time
 from typing import Literal
 
 from pydantic import Field
@@ -29,6 +30,7 @@ class DataConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(200, ge=1, le=100_000, description="full-batch gradient steps")
     lr: float = Field(0.1, gt=0, description="learning rate")
+    step_delay: float = Field(0.0, ge=0, le=5, description="seconds to sleep per step (interrupt tests)")
 
 
 class ExportConfig(Section):
@@ -109,12 +111,26 @@ def mlx_train(ctx, data, model):
         return None
     rows, cfg = data["train"], ctx.config.train
     n = len(rows)
-    with ctx.progress("gradient descent", total=cfg.epochs) as advance:
-        for _ in range(cfg.epochs):
-            gw = sum(2 * (model["w"] * x + model["b"] - y) * x for x, y in rows) / n
-            gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
-            model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
-            advance(1)
+    ckpt = ctx.path("checkpoints", "last.json")
+    start = 0
+    if ctx.resumed and ckpt.exists():
+        state = json.loads(ckpt.read_text())
+        model, start = state["model"], state["step"]
+        ctx.log(f"resuming from step {start}")
+    try:
+        with ctx.progress("gradient descent", total=cfg.epochs) as advance:
+            advance(start)
+            for step in range(start, cfg.epochs):
+                gw = sum(2 * (model["w"] * x + model["b"] - y) * x for x, y in rows) / n
+                gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
+                model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
+                atomic_write_json(ckpt, {"model": model, "step": step + 1})
+                advance(1)
+                if cfg.step_delay:
+                    time.sleep(cfg.step_delay)
+    except KeyboardInterrupt:
+        ctx.note(f"training interrupted; the last checkpoint is {ckpt}")
+        raise
     ctx.log_metrics({"val_mse": _mse(model, data["val"]), "w": model["w"], "b": model["b"]})
     ctx.record("trained", True)
     return model
