@@ -38,12 +38,7 @@ def test_find_checkout_walks_up(tmp_path, mlx):
 
 def test_install_dry_run_uses_checkout_extras_and_steps(tmp_path, mlx):
     root = fake_checkout(tmp_path / "repo", mlx)
-    proc = subprocess.run(
-        [*mlx_cmd(), "plugins", "install", "weather", "--hardware", "cpu", "--dry-run"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    proc = mlx("plugins", "install", "weather", "--hardware", "cpu", "--dry-run", cwd=root)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert " install " in lines[0] and f"{root / 'plugins' / 'weather'}[test]" in lines[0]
@@ -52,26 +47,16 @@ def test_install_dry_run_uses_checkout_extras_and_steps(tmp_path, mlx):
 
 def test_install_refuses_unsupported_hardware_and_unknown_plugin(tmp_path, mlx):
     root = fake_checkout(tmp_path / "repo", mlx)
-    cmd = [*mlx_cmd(), "plugins", "install"]
-    line = one_line_error(
-        subprocess.run([*cmd, "weather", "--hardware", "cuda", "--dry-run"], cwd=root, capture_output=True, text=True)
-    )
+    line = one_line_error(mlx("plugins", "install", "weather", "--hardware", "cuda", "--dry-run", cwd=root))
     assert "does not support cuda" in line
-    line = one_line_error(subprocess.run([*cmd, "wether", "--dry-run"], cwd=root, capture_output=True, text=True))
+    line = one_line_error(mlx("plugins", "install", "wether", "--dry-run", cwd=root))
     assert "'wether'" in line and "weather" in line
-    line = one_line_error(
-        subprocess.run([*cmd, "weather", "--hardware", "tpu", "--dry-run"], cwd=root, capture_output=True, text=True)
-    )
+    line = one_line_error(mlx("plugins", "install", "weather", "--hardware", "tpu", "--dry-run", cwd=root))
     assert "'tpu'" in line
 
 
-def test_install_outside_checkout_uses_index_names(tmp_path):
-    proc = subprocess.run(
-        [*mlx_cmd(), "plugins", "install", "custom_ops", "--hardware", "cpu", "--dry-run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+def test_install_outside_checkout_uses_index_names(tmp_path, mlx):
+    proc = mlx("plugins", "install", "custom_ops", "--hardware", "cpu", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert " install " in proc.stderr and "mlx-custom-ops[cpu]" in proc.stderr
 
@@ -112,9 +97,3 @@ def test_install_freeze_uninstall_restore_round_trip(tmp_path, mlx):
     proc = mlx_in_venv("plugins", "install", "-r", str(lock))
     assert proc.returncode == 0, proc.stderr
     assert names() == {"weather": "ok"}
-
-
-def mlx_cmd() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "mlx_core"]

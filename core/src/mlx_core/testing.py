@@ -67,11 +67,18 @@ def check_config_defaults(name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
     """Run ``mlx ARGS`` in a subprocess with this interpreter; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mlx_core", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [sys.executable, "-m", "mlx_core", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
