@@ -1,0 +1,72 @@
+"""Model stage: a RedNet of the configured depth/width in Paddle or PyTorch."""
+
+from __future__ import annotations
+
+from mlx_core import ConfigError
+
+from .shapes import InvolutionShapeError
+
+
+def make(backend: str, num_classes: int, **kw):
+    if backend == "paddle":
+        from .rednet_paddle import RedNet
+    else:
+        from .rednet_torch import RedNet
+    return RedNet(num_classes=num_classes, **kw)
+
+
+def layer_kwargs(cfg) -> dict:
+    return {k: getattr(cfg, k) for k in ("depth", "width", "stem_channels", "kernel_size", "stem_kernel_size",
+                                         "group_channels", "reduction", "impl")}  # fmt: skip
+
+
+def probe(net, backend: str, image_size: int) -> None:
+    """One tiny forward pass so shape problems (a stride that does not divide a feature map)
+    surface now, as a config error, rather than in the middle of training."""
+    import numpy as np
+
+    x = np.zeros((1, 3, image_size, image_size), dtype=np.float32)
+    if backend == "paddle":
+        import paddle
+
+        net.eval()
+        with paddle.no_grad():
+            net(paddle.to_tensor(x))
+        net.train()
+    else:
+        import torch
+
+        net.eval()
+        with torch.no_grad():
+            net(torch.from_numpy(x))
+        net.train()
+
+
+def build(ctx, data):
+    cfg = ctx.config.model
+    size = ctx.config.data.image_size
+    num_classes = data.num_classes if data is not None else 2
+    if cfg.backend == "paddle":
+        import paddle
+
+        paddle.seed(ctx.seed)
+        paddle.set_device("gpu" if ctx.device == "cuda" else "cpu")
+    else:
+        import torch
+
+        torch.manual_seed(ctx.seed)
+    try:
+        net = make(cfg.backend, num_classes, **layer_kwargs(cfg))
+    except InvolutionShapeError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    if cfg.backend == "torch" and ctx.device == "cuda":
+        net = net.cuda()
+    try:
+        probe(net, cfg.backend, size)
+    except InvolutionShapeError as exc:
+        raise ConfigError(f"data.image_size={size}: {exc} (RedNet halves the size 5 times: use a multiple of 32)") from None
+    params = sum(int(p.numel()) for p in net.parameters())
+    ctx.log_metrics({"parameters": params})
+    ctx.record("model", {"arch": f"RedNet-{cfg.depth}", "backend": cfg.backend, "impl": cfg.impl, "parameters": params})
+    ctx.record("trained", False)
+    return net
