@@ -14,6 +14,7 @@ import paddle.nn.functional as F
 from paddle import nn
 from paddle.autograd import PyLayer
 
+from .build import ensure_paddle_op
 from .shapes import check_impl, check_input, check_layer
 
 
@@ -27,10 +28,9 @@ def involution_composite(x: paddle.Tensor, w: paddle.Tensor, kernel_size: int, s
     return (w.unsqueeze(2) * cols).sum(axis=3).reshape([-1, c, ho, wo])
 
 
+@paddle.jit.not_to_static  # the op's Python API works on static values as it is
 def involution_custom(x: paddle.Tensor, w: paddle.Tensor, kernel_size: int, stride: int) -> paddle.Tensor:
     """The C++ operator (forward and backward kernels), built on first use and cached."""
-    from .build import ensure_paddle_op
-
     return ensure_paddle_op().involution(x, w, kernel_size, stride)
 
 

@@ -12,8 +12,11 @@ ARCH = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)
 EXPANSION = 4
 
 
-def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
-    layers = [nn.Conv2D(cin, cout, k, stride, (k - 1) // 2, bias_attr=False), nn.BatchNorm2D(cout)]
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True, zero_gamma: bool = False) -> nn.Sequential:
+    # zero_gamma: the residual branch starts as zero, so a fresh deep model is the identity path
+    # rather than a product of involutions whose scale grows block after block.
+    gamma = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)) if zero_gamma else None
+    layers = [nn.Conv2D(cin, cout, k, stride, (k - 1) // 2, bias_attr=False), nn.BatchNorm2D(cout, weight_attr=gamma)]
     return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 
@@ -24,7 +27,7 @@ class Bottleneck(nn.Layer):
         self.conv1 = conv_bn(cin, planes, 1)
         self.conv2 = Involution(planes, stride=stride, **inv)
         self.bn2 = nn.BatchNorm2D(planes)
-        self.conv3 = conv_bn(planes, cout, 1, relu=False)
+        self.conv3 = conv_bn(planes, cout, 1, relu=False, zero_gamma=True)
         self.relu = nn.ReLU()
         self.downsample = None
         if stride != 1 or cin != cout:

@@ -11,8 +11,10 @@ ARCH = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)
 EXPANSION = 4
 
 
-def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True, zero_gamma: bool = False) -> nn.Sequential:
     layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False), nn.BatchNorm2d(cout)]
+    if zero_gamma:  # see rednet_paddle.conv_bn
+        nn.init.zeros_(layers[1].weight)
     return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
 
@@ -23,7 +25,7 @@ class Bottleneck(nn.Module):
         self.conv1 = conv_bn(cin, planes, 1)
         self.conv2 = Involution(planes, stride=stride, **inv)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv_bn(planes, cout, 1, relu=False)
+        self.conv3 = conv_bn(planes, cout, 1, relu=False, zero_gamma=True)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != cout:

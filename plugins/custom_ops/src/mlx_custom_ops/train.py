@@ -38,6 +38,14 @@ def _plot(ctx, history: list[dict]) -> None:
     ctx.add_artifact(ctx.path("train", "curve.png"), kind="plot")
 
 
+def _earlier_history(ctx) -> list[dict]:
+    """Per-epoch rows the manifest kept from an earlier invocation (``--from``)."""
+    if not ctx.resumed:
+        return []
+    rows = ctx.manifest.stage("train").get("history", [])
+    return [{**r, "epoch": r.get("epoch", r.get("step", 0))} for r in rows if "train_loss" in r]
+
+
 def _finish(ctx, history: list[dict]) -> None:
     if not history:
         raise StageFailed("training ran no epoch")
@@ -92,7 +100,7 @@ def _paddle(ctx, data, net):
     model.prepare(opt, paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy())
 
     ckpt_dir = ctx.path("checkpoints")
-    history: list[dict] = list(ctx.manifest.stage("train").get("history", [])) if ctx.resumed else []
+    history = _earlier_history(ctx)
     done = 0
     if ctx.resumed:
         last = sorted(ckpt_dir.glob("epoch_*.pdparams"))
@@ -167,7 +175,7 @@ def _torch(ctx, data, net):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
     gen = torch.Generator().manual_seed(ctx.seed)
     ckpt_dir = ctx.path("checkpoints")
-    history: list[dict] = list(ctx.manifest.stage("train").get("history", [])) if ctx.resumed else []
+    history = _earlier_history(ctx)
     done = 0
     if ctx.resumed:
         last = sorted(ckpt_dir.glob("epoch_*.pt"))
