@@ -136,7 +136,7 @@ def ensure_paddle_op(verbose: bool = False):
                     build_directory=str(build_dir),
                     verbose=verbose,
                 )
-            except Exception as exc:  # the compiler's own output went to stderr already
+            except Exception as exc:  # noqa: BLE001 - any build failure becomes one line; the compiler output went to stderr
                 shutil.rmtree(lib_dir, ignore_errors=True)
                 raise PluginError(f"building the Paddle involution operator in {build_dir} failed: {exc}".splitlines()[0]) from None
             built = True
@@ -174,7 +174,7 @@ def ensure_torch_op(verbose: bool = False) -> None:
                     is_python_module=False,
                     verbose=verbose,
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any build failure becomes one line
                 with contextlib.suppress(OSError):
                     so.unlink()
                 raise PluginError(f"building the torch involution operator in {build_dir} failed: {exc}".splitlines()[0]) from None

@@ -71,3 +71,24 @@ def build(ctx, data):
     ctx.record("model", {"arch": f"RedNet-{cfg.depth}", "backend": cfg.backend, "impl": cfg.impl, "parameters": params})
     ctx.record("trained", False)
     return net
+
+
+def paddle_to_torch_state(paddle_net) -> dict:
+    """A torch ``state_dict`` with the weights of a Paddle RedNet/Involution (same structure).
+
+    Names match one to one except BN statistics (``_mean``/``_variance`` vs
+    ``running_mean``/``running_var``); Paddle's Linear weight is [in, out], torch's [out, in].
+    """
+    import torch
+    from paddle import nn as pnn
+
+    linear = {name for name, layer in paddle_net.named_sublayers() if isinstance(layer, pnn.Linear)}
+    out = {}
+    for name, value in paddle_net.state_dict().items():
+        owner, _, leaf = name.rpartition(".")
+        leaf = {"_mean": "running_mean", "_variance": "running_var"}.get(leaf, leaf)
+        arr = value.numpy()
+        if owner in linear and leaf == "weight":
+            arr = arr.T
+        out[f"{owner}.{leaf}" if owner else leaf] = torch.from_numpy(arr.copy())
+    return out
