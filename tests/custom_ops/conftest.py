@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The test machine's few cores are shared: OpenMP teams of more than one thread spin against
+# each other and make tiny models 10-50x slower. CLI subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 MLX = [sys.executable, "-m", "mlx_core"]
 
@@ -78,10 +81,3 @@ def random_case(rng: np.random.Generator, dtype=np.float64):
     x = rng.standard_normal((b, g * cg, h, w)).astype(dtype)
     wt = rng.standard_normal((b, g, k * k, h // s, w // s)).astype(dtype)
     return x, wt, k, s
-
-
-@pytest.fixture
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("MLX_CUSTOM_OPS_CACHE", str(Path.home() / ".cache" / "mlx_custom_ops"))
-    return env

@@ -14,8 +14,6 @@ paddle = pytest.importorskip("paddle")
 torch = pytest.importorskip("torch")
 
 import mlx_custom_ops  # noqa: E402
-from mlx_core import RunContext, hookimpl, hookspecs  # noqa: E402
-from mlx_core.runs import Manifest  # noqa: E402
 from mlx_custom_ops import paddle_ops as P  # noqa: E402
 from mlx_custom_ops import torch_ops as T  # noqa: E402
 from mlx_custom_ops.config import CustomOpsOptions  # noqa: E402
@@ -24,6 +22,9 @@ from mlx_custom_ops.rednet_paddle import RedNet as PaddleRedNet  # noqa: E402
 from mlx_custom_ops.rednet_torch import RedNet as TorchRedNet  # noqa: E402
 from mlx_custom_ops.shapes import InvolutionShapeError  # noqa: E402
 from mlx_custom_ops.swap import swap_involution  # noqa: E402
+
+from mlx_core import RunContext, hookimpl, hookspecs  # noqa: E402
+from mlx_core.runs import Manifest  # noqa: E402
 
 TINY_NET = {"width": 4, "stem_channels": 8, "group_channels": 4, "kernel_size": 7, "stem_kernel_size": 3}
 
@@ -61,7 +62,9 @@ def test_rednet_twins_agree(paddle_op, torch_op, impls):
     b = t(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     p.train(), t.train()  # batch statistics: the training-mode forward agrees too
-    np.testing.assert_allclose(p(paddle.to_tensor(x)).numpy(), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        p(paddle.to_tensor(x)).numpy(), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-3, atol=1e-3
+    )
 
 
 def test_rednet_custom_gradients_match_composite(torch_op):
@@ -74,7 +77,7 @@ def test_rednet_custom_gradients_match_composite(torch_op):
         net.zero_grad()
         net(x).square().sum().backward()
         grads.append([p.grad.clone() for p in net.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 

@@ -64,7 +64,7 @@ def test_paddle_custom_op_matches_composite(paddle_op, seed):
     gout = np.random.default_rng(seed + 100).standard_normal(reference(x, w, k, s).shape)
     want = paddle_run(P.involution_composite, x, w, k, s, gout)
     got = paddle_run(P.involution_custom, x, w, k, s, gout)
-    for name, a, b in zip(("out", "grad x", "grad w"), got, want):
+    for name, a, b in zip(("out", "grad x", "grad w"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=f"{name} k={k} s={s} x={x.shape} w={w.shape}")
 
 
@@ -74,7 +74,7 @@ def test_torch_custom_op_matches_composite(torch_op, seed):
     gout = np.random.default_rng(seed + 100).standard_normal(reference(x, w, k, s).shape)
     want = torch_run(T.involution_composite, x, w, k, s, gout)
     got = torch_run(T.involution_custom, x, w, k, s, gout)
-    for name, a, b in zip(("out", "grad x", "grad w"), got, want):
+    for name, a, b in zip(("out", "grad x", "grad w"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=f"{name} k={k} s={s} x={x.shape} w={w.shape}")
 
 

@@ -138,9 +138,16 @@ def ensure_paddle_op(verbose: bool = False):
                 )
             except Exception as exc:  # noqa: BLE001 - any build failure becomes one line; the compiler output went to stderr
                 shutil.rmtree(lib_dir, ignore_errors=True)
-                raise PluginError(f"building the Paddle involution operator in {build_dir} failed: {exc}".splitlines()[0]) from None
+                raise PluginError(
+                    f"building the Paddle involution operator in {build_dir} failed: {exc}".splitlines()[0]
+                ) from None
             built = True
-    LAST_BUILD["paddle"] = {"built": built, "seconds": round(time.perf_counter() - t0, 2), "path": str(so), "cuda": cuda}
+    LAST_BUILD["paddle"] = {
+        "built": built,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "path": str(so),
+        "cuda": cuda,
+    }
     _LOADED["paddle"] = module
     return module
 
@@ -177,7 +184,9 @@ def ensure_torch_op(verbose: bool = False) -> None:
             except Exception as exc:  # noqa: BLE001 - any build failure becomes one line
                 with contextlib.suppress(OSError):
                     so.unlink()
-                raise PluginError(f"building the torch involution operator in {build_dir} failed: {exc}".splitlines()[0]) from None
+                raise PluginError(
+                    f"building the torch involution operator in {build_dir} failed: {exc}".splitlines()[0]
+                ) from None
             built = True
         else:
             torch.ops.load_library(str(so))

@@ -20,7 +20,9 @@ class DataConfig(Section):
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to image_size x image_size")
     sample_classes: int = Field(4, ge=2, le=102, description="classes of the generated sample")
     sample_per_class: int = Field(40, ge=4, le=10_000, description="training images per class of the generated sample")
-    sample_valid_per_class: int = Field(12, ge=1, le=10_000, description="validation images per class of the generated sample")
+    sample_valid_per_class: int = Field(
+        12, ge=1, le=10_000, description="validation images per class of the generated sample"
+    )
 
 
 class ModelConfig(Section):

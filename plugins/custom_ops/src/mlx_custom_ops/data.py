@@ -66,10 +66,14 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
 
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data.path {str(root)!r} is not a directory (expected train/<class>/*.jpg and valid/<class>/*.jpg)")
+        raise DataError(
+            f"data.path {str(root)!r} is not a directory (expected train/<class>/*.jpg and valid/<class>/*.jpg)"
+        )
     for split in SPLITS:
         if not (root / split).is_dir():
-            raise DataError(f"data.path {str(root)!r} has no {split}/ folder (Flowers-102 layout: {'/, '.join(SPLITS)}/)")
+            raise DataError(
+                f"data.path {str(root)!r} has no {split}/ folder (Flowers-102 layout: {'/, '.join(SPLITS)}/)"
+            )
     classes = _class_dirs(root / "train")
     if len(classes) < 2:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s); expected at least 2")
@@ -131,7 +135,9 @@ def write_sample(root: Path, classes: int, per_class: int, valid_per_class: int,
             folder = root / split / str(c + 1)
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.fromarray(_texture(rng, c, classes, size)).save(folder / f"image_{c + 1:03d}_{i:05d}.jpg", quality=95)
+                Image.fromarray(_texture(rng, c, classes, size)).save(
+                    folder / f"image_{c + 1:03d}_{i:05d}.jpg", quality=95
+                )
     names = {str(c + 1): f"stripes-{round(180 * c / classes)}deg" for c in range(classes)}
     (root / "cat_to_name.json").write_text(json.dumps(names, indent=1))
     return root
@@ -141,7 +147,9 @@ def build(ctx) -> ImageData:
     cfg = ctx.config.data
     if cfg.path:
         data = read_folder(cfg.path, cfg.image_size)
-        ctx.log(f"read {len(data.train)} train / {len(data.valid)} valid images of {data.num_classes} classes from {cfg.path}")
+        ctx.log(
+            f"read {len(data.train)} train / {len(data.valid)} valid images of {data.num_classes} classes from {cfg.path}"
+        )
         return data
     root = ctx.path("data", "sample")
     done = root / "cat_to_name.json"
@@ -150,7 +158,9 @@ def build(ctx) -> ImageData:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-        write_sample(tmp, cfg.sample_classes, cfg.sample_per_class, cfg.sample_valid_per_class, max(cfg.image_size, 32), ctx.seed)
+        write_sample(
+            tmp, cfg.sample_classes, cfg.sample_per_class, cfg.sample_valid_per_class, max(cfg.image_size, 32), ctx.seed
+        )
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)  # the whole folder appears at once, like an atomic file write
     data = read_folder(root, cfg.image_size)

@@ -81,7 +81,9 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
 
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
-    static = paddle.jit.to_static(net, input_spec=[InputSpec([None, 3, size, size], "float32", "image")], full_graph=True)
+    static = paddle.jit.to_static(
+        net, input_spec=[InputSpec([None, 3, size, size], "float32", "image")], full_graph=True
+    )
     paddle.jit.save(static, str(tmp_dir / "model"))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_dir.rename(out_dir)  # the whole inference model appears at once
@@ -94,17 +96,23 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
         "inputs": str(out_dir / "parity_inputs.npy"),
         "outputs": str(out_dir / "parity_outputs.npy"),
     }
-    proc = subprocess.run([sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise StageFailed(f"the exported Paddle model did not run in a fresh process through paddle.inference: {tail[0]}")
+        raise StageFailed(
+            f"the exported Paddle model did not run in a fresh process through paddle.inference: {tail[0]}"
+        )
     got = np.load(out_dir / "parity_outputs.npy")
     diff = float(np.abs(got - eager).max())
     for f in sorted(out_dir.iterdir()):
         if f.name.startswith("model."):
             ctx.add_artifact(f, kind="paddle-inference-model")
     if op_library:
-        ctx.note(f"the inference model uses the custom operator 'involution': load {op_library} before creating the predictor")
+        ctx.note(
+            f"the inference model uses the custom operator 'involution': load {op_library} before creating the predictor"
+        )
     return {"format": "paddle-inference", "prefix": str(prefix.relative_to(ctx.run_dir)), "custom_op": custom,
             "op_library": op_library, "fresh_process": True, "max_abs_diff": diff, "images": len(x)}  # fmt: skip
 
@@ -126,7 +134,9 @@ def _torch(ctx, net, x: np.ndarray) -> dict:
     with torch.no_grad():
         got = loaded.module()(xt).cpu().numpy()
     diff = float(np.abs(got - eager).max())
-    ops = sorted({str(n.target) for n in prog.graph.nodes if n.op == "call_function" and "mlx_custom_ops" in str(n.target)})
+    ops = sorted(
+        {str(n.target) for n in prog.graph.nodes if n.op == "call_function" and "mlx_custom_ops" in str(n.target)}
+    )
     ctx.add_artifact(path, kind="torch-export", custom_ops=ops)
     return {"format": "torch.export", "path": str(Path(path).relative_to(ctx.run_dir)),
             "custom_op": bool(ops), "graph_custom_ops": ops, "max_abs_diff": diff, "images": len(x)}  # fmt: skip

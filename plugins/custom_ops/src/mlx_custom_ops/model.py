@@ -64,7 +64,9 @@ def build(ctx, data):
     try:
         probe(net, cfg.backend, size)
     except InvolutionShapeError as exc:
-        raise ConfigError(f"data.image_size={size}: {exc} (RedNet halves the size 5 times: use a multiple of 32)") from None
+        raise ConfigError(
+            f"data.image_size={size}: {exc} (RedNet halves the size 5 times: use a multiple of 32)"
+        ) from None
     # trainable only: Paddle lists BN running statistics among parameters, torch among buffers
     params = sum(int(p.numel()) for p in net.parameters() if not getattr(p, "stop_gradient", not p.requires_grad))
     ctx.log_metrics({"parameters": params})

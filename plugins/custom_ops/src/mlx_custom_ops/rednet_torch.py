@@ -59,7 +59,9 @@ class RedNet(nn.Module):
             planes = width * 2**i
             layers = []
             for j in range(blocks):
-                layers.append(Bottleneck(cin, planes, 2 if (i > 0 and j == 0) else 1, dict(inv, kernel_size=kernel_size)))
+                layers.append(
+                    Bottleneck(cin, planes, 2 if (i > 0 and j == 0) else 1, dict(inv, kernel_size=kernel_size))
+                )
                 cin = planes * EXPANSION
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)

@@ -12,7 +12,9 @@ class InvolutionShapeError(ValueError):
 def check_layer(channels: int, kernel_size: int, stride: int, group_channels: int) -> int:
     """Validate a layer's settings; returns the number of groups."""
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise InvolutionShapeError(f"involution kernel_size={kernel_size} must be odd (the window is centred on each pixel)")
+        raise InvolutionShapeError(
+            f"involution kernel_size={kernel_size} must be odd (the window is centred on each pixel)"
+        )
     if kernel_size > 63:
         raise InvolutionShapeError(f"involution kernel_size={kernel_size} is too large (at most 63)")
     if stride < 1:

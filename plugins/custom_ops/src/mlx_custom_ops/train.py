@@ -216,7 +216,13 @@ def _torch(ctx, data, net):
                 correct += int((logits.argmax(1) == y).sum())
                 advance(1)
             vl, va = evaluate()
-            row = {"epoch": epoch, "train_loss": tot_loss / len(ytr), "train_acc": correct / len(ytr), "val_loss": vl, "val_acc": va}
+            row = {
+                "epoch": epoch,
+                "train_loss": tot_loss / len(ytr),
+                "train_acc": correct / len(ytr),
+                "val_loss": vl,
+                "val_acc": va,
+            }
             history.append(row)
             ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
