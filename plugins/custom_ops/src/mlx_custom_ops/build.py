@@ -1,6 +1,7 @@
 """Build and load the C++ operators once, cached in a directory keyed by a hash of what goes in.
 
-The key covers the sources, the framework version, the compile flags and the CPU model, so an
+The key covers the sources, the framework version and install path (the library links against
+that install's shared objects), the compile flags and the CPU model, so an
 import of an unchanged operator never recompiles: it loads the shared library directly without
 touching a compiler. ``MLX_CUSTOM_OPS_CACHE`` moves the cache (default
 ``~/.cache/mlx_custom_ops``). A file lock keeps two processes from building the same key at once.
@@ -112,7 +113,7 @@ def ensure_paddle_op(verbose: bool = False):
 
     cuda = paddle_has_cuda()
     sources = [CSRC / "paddle_involution.cc"] + ([CSRC / "paddle_involution.cu"] if cuda else [])
-    key = build_key(sources, "paddle", paddle.__version__, f"cuda={cuda}")
+    key = build_key(sources, "paddle", paddle.__version__, f"cuda={cuda}", str(Path(paddle.__file__).parent))
     name = "mlx_involution_paddle"
     build_dir = cache_root() / f"paddle-{key}"
     lib_dir = build_dir / name
@@ -159,7 +160,7 @@ def ensure_torch_op(verbose: bool = False) -> None:
     import torch
 
     sources = [CSRC / "torch_involution.cpp"]
-    key = build_key(sources, "torch", torch.__version__)
+    key = build_key(sources, "torch", torch.__version__, str(Path(torch.__file__).parent))
     name = "mlx_involution_torch"
     build_dir = cache_root() / f"torch-{key}"
     so = build_dir / f"{name}.so"
