@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlx_core import ConfigError
+from mlx_core import ConfigError, DeviceError
 
 from .shapes import InvolutionShapeError
 
@@ -20,7 +20,7 @@ def layer_kwargs(cfg) -> dict:
                                          "group_channels", "reduction", "impl")}  # fmt: skip
 
 
-def probe(net, backend: str, image_size: int) -> None:
+def probe(net, backend: str, image_size: int, device: str = "cpu") -> None:
     """One tiny forward pass so shape problems (a stride that does not divide a feature map)
     surface now, as a config error, rather than in the middle of training."""
     import numpy as np
@@ -38,7 +38,7 @@ def probe(net, backend: str, image_size: int) -> None:
 
         net.eval()
         with torch.no_grad():
-            net(torch.from_numpy(x))
+            net(torch.from_numpy(x).to(device))
         net.train()
 
 
@@ -49,11 +49,24 @@ def build(ctx, data):
     if cfg.backend == "paddle":
         import paddle
 
+        from .build import paddle_has_cuda
+
+        if ctx.device == "cuda" and not paddle.is_compiled_with_cuda():
+            raise DeviceError(
+                f"--device cuda: paddlepaddle {paddle.__version__} here is a CPU build (install paddlepaddle-gpu)"
+            )
+        if ctx.device == "cuda" and cfg.impl == "custom" and not paddle_has_cuda():
+            raise DeviceError("--device cuda with model.impl=custom needs nvcc on PATH to compile the CUDA kernels")
         paddle.seed(ctx.seed)
         paddle.set_device("gpu" if ctx.device == "cuda" else "cpu")
     else:
         import torch
 
+        if ctx.device == "cuda" and cfg.impl == "custom":
+            raise ConfigError(
+                "model.impl=custom with model.backend=torch has CPU kernels only; "
+                "use model.impl=composite on cuda (or model.backend=paddle)"
+            )
         torch.manual_seed(ctx.seed)
     try:
         net = make(cfg.backend, num_classes, **layer_kwargs(cfg))
@@ -62,7 +75,7 @@ def build(ctx, data):
     if cfg.backend == "torch" and ctx.device == "cuda":
         net = net.cuda()
     try:
-        probe(net, cfg.backend, size)
+        probe(net, cfg.backend, size, "cuda" if ctx.device == "cuda" else "cpu")
     except InvolutionShapeError as exc:
         raise ConfigError(
             f"data.image_size={size}: {exc} (RedNet halves the size 5 times: use a multiple of 32)"
