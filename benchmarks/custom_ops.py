@@ -45,7 +45,11 @@ if fw == "paddle":
     if impl == "custom":
         from mlx_custom_ops.build import ensure_paddle_op
         ensure_paddle_op()
-    x = paddle.to_tensor(xn, stop_gradient=False); w = paddle.to_tensor(wn, stop_gradient=False); g = paddle.to_tensor(gn)
+    def make(b, h):
+        return (paddle.to_tensor(xn[:b, :, :h, :h].copy(), stop_gradient=False),
+                paddle.to_tensor((wn[:b, :, :, :h, :h] if wn.ndim == 5 else wn).copy(), stop_gradient=False),
+                paddle.to_tensor(gn[:b, :, :h, :h].copy()))
+    x, w, g = make(B, H)
     def fwd():
         if impl == "dwconv7x7":
             return F.conv2d(x, w, padding=3, groups=C)
@@ -63,7 +67,11 @@ else:
     if impl == "custom":
         from mlx_custom_ops.build import ensure_torch_op
         ensure_torch_op()
-    x = torch.from_numpy(xn).requires_grad_(); w = torch.from_numpy(wn).requires_grad_(); g = torch.from_numpy(gn)
+    def make(b, h):
+        return (torch.from_numpy(xn[:b, :, :h, :h].copy()).requires_grad_(),
+                torch.from_numpy((wn[:b, :, :, :h, :h] if wn.ndim == 5 else wn).copy()).requires_grad_(),
+                torch.from_numpy(gn[:b, :, :h, :h].copy()))
+    x, w, g = make(B, H)
     def fwd():
         if impl == "dwconv7x7":
             return F.conv2d(x, w, padding=3, groups=C)
@@ -79,6 +87,12 @@ def timed(fn):
     for _ in range(reps):
         t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
     return statistics.median(out)
+# warm-up on a tiny problem first (autograd engine, thread pools, kernel registries) so that the
+# peak below is the operator's own memory, not one-time framework start-up
+real = (x, w, g)
+x, w, g = make(1, 3)
+fwd_bwd()
+x, w, g = real
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 fwd_bwd()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -91,7 +105,9 @@ def run_case(fw: str, impl: str, channels: int, size: int, args) -> dict:
     spec = {"fw": fw, "impl": impl, "batch": args.batch, "channels": channels, "size": size,
             "repeat": args.repeat, "threads": args.threads}  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run([sys.executable, "-c", CASE, json.dumps(spec)], capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-c", CASE, json.dumps(spec)], capture_output=True, text=True, env=env, timeout=1800
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT=")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"case {spec} failed:\n{proc.stderr[-3000:]}")
@@ -110,10 +126,22 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(fws), 2, figsize=(11, 3.6 * len(fws)), squeeze=False)
     width = 0.8 / len(IMPLS)
     for i, fw in enumerate(fws):
-        for j, (key, title) in enumerate((("forward_backward_ms", "forward+backward (ms)"), ("peak_mem_mib", "peak memory (MiB)"))):
+        for j, (key, title) in enumerate(
+            (("forward_backward_ms", "forward+backward (ms)"), ("peak_mem_mib", "peak memory (MiB)"))
+        ):
             ax = axes[i][j]
             for k, impl in enumerate(IMPLS):
-                vals = [next((r[key] for r in rows if r["framework"] == fw and r["impl"] == impl and (r["channels"], r["size"]) == sh), 0) for sh in shapes]
+                vals = [
+                    next(
+                        (
+                            r[key]
+                            for r in rows
+                            if r["framework"] == fw and r["impl"] == impl and (r["channels"], r["size"]) == sh
+                        ),
+                        0,
+                    )
+                    for sh in shapes
+                ]
                 ax.bar([p + k * width for p in range(len(shapes))], vals, width, label=impl)
             ax.set_xticks([p + width for p in range(len(shapes))], labels)
             ax.set_title(f"{fw}: {title}")
@@ -131,7 +159,9 @@ def main() -> None:
     ap.add_argument("--frameworks", default="paddle,torch")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads per case (the dev machine's 2 cores are shared)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="CPU threads per case (the dev machine's 2 cores are shared)"
+    )
     ap.add_argument("--quick", action="store_true", help="two smallest shapes only, 2 repeats")
     ap.add_argument("--out", default=str(ROOT / "results" / "custom_ops.json"))
     args = ap.parse_args()
@@ -145,7 +175,10 @@ def main() -> None:
             for impl in IMPLS:
                 rows.append(run_case(fw, impl, c, s, args))
                 r = rows[-1]
-                print(f"{fw:6s} {impl:10s} C={c:3d} {s:2d}px  fwd {r['forward_ms']:8.2f} ms  fwd+bwd {r['forward_backward_ms']:8.2f} ms  peak {r['peak_mem_mib']:7.1f} MiB", file=sys.stderr)
+                print(
+                    f"{fw:6s} {impl:10s} C={c:3d} {s:2d}px  fwd {r['forward_ms']:8.2f} ms  fwd+bwd {r['forward_backward_ms']:8.2f} ms  peak {r['peak_mem_mib']:7.1f} MiB",
+                    file=sys.stderr,
+                )
     summary = []
     for fw in args.frameworks.split(","):
         for c, s in shapes:
@@ -171,10 +204,21 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "custom_ops",
-        "settings": {"batch": args.batch, "kernel_size": 7, "group_channels": 16, "repeat": args.repeat,
-                     "threads": args.threads, "shapes": shapes, "device": "cpu"},  # fmt: skip
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "note": "shared machine (other jobs on the same cores): absolute timings are noisy"},  # fmt: skip
+        "settings": {
+            "batch": args.batch,
+            "kernel_size": 7,
+            "group_channels": 16,
+            "repeat": args.repeat,
+            "threads": args.threads,
+            "shapes": shapes,
+            "device": "cpu",
+        },  # fmt: skip
+        "host": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "note": "shared machine (other jobs on the same cores): absolute timings are noisy",
+        },  # fmt: skip
         "rows": rows,
         "summary": summary,
         "seconds": round(time.perf_counter() - t0, 1),
