@@ -133,3 +133,11 @@ def test_plugin_import_is_light():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "custom_ops []", proc.stderr[-2000:]
+
+
+def test_data_stage_reads_a_user_folder(tmp_path):
+    from mlx_custom_ops.data import write_sample
+
+    root = write_sample(tmp_path / "flowers", classes=3, per_class=4, valid_per_class=2, size=24, seed=1)
+    m = run_ok(tmp_path / "runs", "data", f"data.path={root}")
+    assert m.data["metrics"]["classes"] == 3 and m.data["metrics"]["train_images"] == 12

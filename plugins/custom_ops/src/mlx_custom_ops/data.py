@@ -150,6 +150,8 @@ def build(ctx) -> ImageData:
         ctx.log(
             f"read {len(data.train)} train / {len(data.valid)} valid images of {data.num_classes} classes from {cfg.path}"
         )
+        ctx.record("data", {"path": str(cfg.path), "layout": "flowers102-image-folder"})
+        _metrics(ctx, data)
         return data
     root = ctx.path("data", "sample")
     done = root / "cat_to_name.json"
@@ -166,5 +168,9 @@ def build(ctx) -> ImageData:
     data = read_folder(root, cfg.image_size)
     ctx.add_artifact(done, kind="dataset", layout="flowers102-image-folder", root=str(root.relative_to(ctx.run_dir)),
                      train=len(data.train), valid=len(data.valid), classes=data.num_classes)  # fmt: skip
-    ctx.log_metrics({"train_images": len(data.train), "valid_images": len(data.valid), "classes": data.num_classes})
+    _metrics(ctx, data)
     return data
+
+
+def _metrics(ctx, data: ImageData) -> None:
+    ctx.log_metrics({"train_images": len(data.train), "valid_images": len(data.valid), "classes": data.num_classes})
