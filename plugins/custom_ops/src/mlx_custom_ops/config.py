@@ -44,7 +44,12 @@ class TrainConfig(Section):
     batch_size: int = Field(16, ge=1, le=4096, description="images per step")
     lr: float = Field(0.05, gt=0, le=10, description="SGD learning rate (momentum 0.9, cosine decay)")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="L2 weight decay")
-    threads: int = Field(0, ge=0, le=256, description="CPU threads for the framework (0: leave as is)")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="CPU threads of the framework's own kernels (0: leave as is); the C++ involution kernels follow OMP_NUM_THREADS",
+    )
 
 
 class ExportConfig(Section):

@@ -60,7 +60,9 @@ def run(ctx, data, model):
     threads = ctx.config.train.threads
     if ctx.config.model.backend == "paddle":
         if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+            import paddle
+
+            paddle.base.core.set_num_threads(threads)  # Paddle's CPU math library
         return _paddle(ctx, data, model)
     if threads:
         import torch
