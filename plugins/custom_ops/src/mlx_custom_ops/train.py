@@ -124,8 +124,13 @@ def _paddle(ctx, data, net):
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch += 1
             self.train_logs = {}
+            self.batch_losses = []
 
         def on_train_batch_end(self, step, logs=None):
+            # fit's epoch logs hold the last batch's loss only: keep every batch's for the mean
+            loss = (logs or {}).get("loss")
+            if loss is not None:
+                self.batch_losses.append(float(np.mean(loss)))
             if self.advance:
                 self.advance(1)
 
@@ -136,7 +141,7 @@ def _paddle(ctx, data, net):
             tl, vl = self.train_logs, dict(logs or {})
             row = {
                 "epoch": self.epoch,
-                "train_loss": float(np.mean(tl.get("loss", [float("nan")]))),
+                "train_loss": float(np.mean(self.batch_losses or tl.get("loss", [float("nan")]))),
                 "train_acc": float(tl.get("acc", float("nan"))),
                 "val_loss": float(np.mean(vl.get("loss", [float("nan")]))),
                 "val_acc": float(vl.get("acc", float("nan"))),
