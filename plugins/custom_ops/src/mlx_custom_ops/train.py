@@ -82,16 +82,36 @@ def _paddle(ctx, data, net):
         def __init__(self, split, augment):
             super().__init__()
             self.x, self.y, self.augment = split.normalized(), split.labels, augment
-            self.rng = np.random.default_rng(ctx.seed)
+            self.epoch = 0
 
         def __len__(self):
             return len(self.y)
 
         def __getitem__(self, i):
             x = self.x[i]
-            if self.augment and self.rng.random() < 0.5:
+            # the flip of image i in epoch e depends on (seed, e, i) only, not on the order in
+            # which the loader's prefetch thread asks: a resumed run sees the same batches
+            if self.augment and np.random.default_rng([ctx.seed, self.epoch, i]).random() < 0.5:
                 x = x[:, :, ::-1].copy()
             return x, np.array([self.y[i]], dtype=np.int64)
+
+    class EpochBatches(paddle.io.Sampler):
+        """Shuffled batches from a permutation seeded by (seed, epoch): fit's own shuffling draws
+        from numpy's global RNG, which a resumed run cannot put back where it was."""
+
+        def __init__(self, dataset, batch_size, epochs_done):
+            super().__init__(dataset)
+            self.dataset, self.batch_size, self.epoch = dataset, batch_size, epochs_done
+
+        def __iter__(self):
+            self.epoch += 1
+            self.dataset.epoch = self.epoch
+            perm = np.random.default_rng([ctx.seed, self.epoch]).permutation(len(self.dataset))
+            for start in range(0, len(perm), self.batch_size):
+                yield perm[start : start + self.batch_size].tolist()
+
+        def __len__(self):
+            return math.ceil(len(self.dataset) / self.batch_size)
 
     train_ds, val_ds = Images(data.train, True), Images(data.valid, False)
     steps = math.ceil(len(train_ds) / cfg.batch_size)
@@ -112,8 +132,8 @@ def _paddle(ctx, data, net):
             done = int(prefix.rsplit("_", 1)[1])
             history = [h for h in history if h.get("epoch", 0) <= done]
             ctx.log(f"resumed from {last[-1].name} (epoch {done})")
-    for _ in range(done * steps):  # keep the learning-rate schedule where the checkpoint left it
-        sched.step()
+    # no manual scheduler stepping here: the .pdopt that model.load read holds the scheduler's
+    # state (LR_Scheduler.last_epoch), so the schedule already continues where it left off
 
     class Recorder(paddle.callbacks.Callback):
         def __init__(self):
@@ -147,21 +167,23 @@ def _paddle(ctx, data, net):
                 "val_acc": float(vl.get("acc", float("nan"))),
             }
             history.append(row)
-            ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=self.epoch)
             prefix = ckpt_dir / f"epoch_{self.epoch:04d}"
             tmp = ckpt_dir / f".tmp_epoch_{self.epoch:04d}"
             model.save(str(tmp))  # .pdparams + .pdopt, renamed once both are complete
-            for ext in (".pdparams", ".pdopt"):
+            for ext in (".pdopt", ".pdparams"):  # .pdparams last: resume looks for it
                 os.replace(f"{tmp}{ext}", f"{prefix}{ext}")
             ctx.add_artifact(f"{prefix}.pdparams", kind="checkpoint", epoch=self.epoch)
+            # logged after the checkpoint: a logged epoch is always one a resume can start after
+            ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=self.epoch)
 
     rec = Recorder()
     remaining = cfg.epochs - done
     if remaining > 0:
         with ctx.progress(f"train {remaining} epoch(s)", total=remaining * steps) as advance:
             rec.advance = advance
-            model.fit(train_ds, val_ds, epochs=remaining, batch_size=cfg.batch_size, shuffle=True, verbose=0,
-                      callbacks=[rec], num_workers=0)  # fmt: skip
+            loader = paddle.io.DataLoader(train_ds, batch_sampler=EpochBatches(train_ds, cfg.batch_size, done))
+            model.fit(loader, val_ds, epochs=remaining, batch_size=cfg.batch_size, verbose=0, callbacks=[rec],
+                      num_workers=0)  # fmt: skip
     _finish(ctx, history)
     shutil.rmtree(ckpt_dir / "__pycache__", ignore_errors=True)
     net.eval()
@@ -231,12 +253,12 @@ def _torch(ctx, data, net):
                 "val_acc": va,
             }
             history.append(row)
-            ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "generator": gen.get_state(), "epoch": epoch}  # fmt: skip
             with ctx.atomic_path("checkpoints", f"epoch_{epoch:04d}.pt") as tmp:
                 torch.save(state, tmp)
             ctx.add_artifact(ctx.path("checkpoints", f"epoch_{epoch:04d}.pt"), kind="checkpoint", epoch=epoch)
+            ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
     _finish(ctx, history)
     net.eval()
     return net
