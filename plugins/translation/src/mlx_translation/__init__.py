@@ -25,9 +25,13 @@ OFFLINE_ENV = {
 
 
 def offline() -> None:
-    """Set the offline switches before transformers/datasets/huggingface_hub are first imported."""
+    """Set the offline switches before transformers/datasets/huggingface_hub are first imported,
+    and silence the libraries' own progress bars (the run has its own)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 @hookimpl

@@ -193,12 +193,20 @@ def tokenize(ctx, splits, tokenizer, prefix: str):
 
 
 def build(ctx) -> dict[str, Any]:
+    cfg = ctx.config.data
+    if ctx.config.model.path:  # a wrong checkpoint folder fails before any data work
+        from .model import check_folder
+
+        check_folder(ctx.config.model.path)
+    corpus = load_corpus(ctx)  # pure Python: bad records fail fast, before heavy imports
+
     from datasets import Dataset
 
     from .tokenizer import load_or_train_tokenizer
+    from .files import quiet_transformers
 
-    cfg = ctx.config.data
-    corpus = load_corpus(ctx)
+    quiet_transformers()
+
     prefix = cfg.prefix if cfg.prefix is not None else task_prefix(cfg.source_lang, cfg.target_lang)
     dataset = Dataset.from_list(corpus.records)
     splits = dataset.train_test_split(test_size=cfg.test_size, seed=ctx.seed)

@@ -19,7 +19,7 @@ from typing import Any
 
 from mlx_core import StageFailed
 
-from .files import atomic_dir
+from .files import atomic_dir, quiet_transformers
 
 HF_DIR = ("export", "hf")
 PLUGIN_META = "mlx_translation.json"
@@ -64,6 +64,7 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+    quiet_transformers()
     cfg, dcfg = ctx.config.export, ctx.config.data
     tokenizer = data["tokenizer"]
     model = model.to("cpu").eval()

@@ -28,3 +28,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def quiet_transformers() -> None:
+    """No library progress bars or advisory warnings in the run's output (the run has its own)."""
+    from transformers.utils import logging as tlog
+
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()

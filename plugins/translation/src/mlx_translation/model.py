@@ -13,6 +13,8 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError
 
+from .files import quiet_transformers
+
 
 def _seq2seq_types() -> list[str]:
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
@@ -20,10 +22,8 @@ def _seq2seq_types() -> list[str]:
     return sorted(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
 
 
-def load_pretrained(path: str | Path):
-    """A seq2seq model from a local folder; DataError (one line) for anything else."""
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
+def check_folder(path: str | Path) -> Path:
+    """The folder exists and its config.json names a seq2seq model type; DataError otherwise."""
     p = Path(path).expanduser()
     if not p.is_dir():
         raise ConfigError(f"model.path {str(path)!r} is not a folder; expected a local checkpoint folder (config.json, weights, tokenizer)")
@@ -38,6 +38,14 @@ def load_pretrained(path: str | Path):
             f"model.path {str(path)!r} is not a seq2seq model: config.json has model_type {model_type!r}; "
             "expected one AutoModelForSeq2SeqLM supports (t5, mt5, bart, marian, ...)"
         )
+    return p
+
+
+def load_pretrained(path: str | Path):
+    """A seq2seq model from a local folder; DataError (one line) for anything else."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    p = check_folder(path)
     try:
         config = AutoConfig.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
         return AutoModelForSeq2SeqLM.from_pretrained(str(p), config=config, local_files_only=True, trust_remote_code=False)
@@ -85,6 +93,7 @@ def n_params(model) -> int:
 def build(ctx, data: dict[str, Any]):
     import torch
 
+    quiet_transformers()
     cfg = ctx.config.model
     tokenizer = data["tokenizer"]
     torch.manual_seed(ctx.seed)

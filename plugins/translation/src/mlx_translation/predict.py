@@ -12,6 +12,8 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError, RunError
 
+from .files import quiet_transformers
+
 from .export import HF_DIR, PLUGIN_META
 
 
@@ -85,6 +87,7 @@ def generation_kwargs(cfg) -> dict[str, Any]:
 def run(ctx, inputs: list[str]) -> list[dict[str, Any]]:
     import torch
 
+    quiet_transformers()
     cfg = ctx.config.predict
     folder = ctx.run_dir / Path(*HF_DIR)
     if not (folder / "config.json").exists():

@@ -12,6 +12,8 @@ from typing import Any
 
 from mlx_core import StageFailed
 
+from .files import quiet_transformers
+
 PRETRAINED_LR = 2e-5
 SCRATCH_LR = 2e-3
 
@@ -108,8 +110,10 @@ def plot_curves(ctx, history: list[dict[str, Any]], untrained: float | None) -> 
 def run(ctx, data: dict[str, Any], model):
     import torch
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
+    quiet_transformers()
     cfg = ctx.config.train
     if ctx.device == "cpu" and cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -156,6 +160,7 @@ def run(ctx, data: dict[str, Any], model):
         compute_metrics=bleu_metrics(tokenizer),
         callbacks=[callback],
     )
+    trainer.remove_callback(PrinterCallback)  # metrics go through ctx.log_metrics, not raw dicts on stdout
     last = get_last_checkpoint(str(ckpt_dir)) if ctx.resumed and ckpt_dir.is_dir() else None
     earlier = ctx.manifest.data.get("metrics", {})
     if last is not None and "bleu_untrained" in earlier:
