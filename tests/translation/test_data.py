@@ -23,7 +23,7 @@ def test_prefix_follows_the_languages(tmp_path):
     assert m.data["records"]["prefix"] == "translate French to English: "
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "disk"])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "disk", "hub"])
 def test_readers(tmp_path, fmt):
     records = pairs(50, seed=1)
     if fmt == "jsonl":
@@ -35,6 +35,12 @@ def test_readers(tmp_path, fmt):
         if fmt == "parquet":
             path = tmp_path / "books.parquet"
             ds.to_parquet(str(path))
+        elif fmt == "hub":  # the opus_books repository layout: <pair>/train-*.parquet shards
+            path = tmp_path / "opus_books"
+            (path / "en-fr").mkdir(parents=True)
+            ds.select(range(30)).to_parquet(str(path / "en-fr" / "train-00000-of-00002.parquet"))
+            ds.select(range(30, 50)).to_parquet(str(path / "en-fr" / "train-00001-of-00002.parquet"))
+            (path / "README.md").write_text("opus_books\n")
         else:
             path = tmp_path / "books"
             DatasetDict({"train": ds}).save_to_disk(str(path))
@@ -54,3 +60,10 @@ def test_long_sentences_are_truncated_and_counted(tmp_path):
     assert sum(c["source"] for c in counts.values()) == 1
     assert sum(c["target"] for c in counts.values()) == 1
     assert any("truncated" in n for n in m.data["notes"])
+
+
+def test_folder_without_dataset_names_what_it_looked_for(tmp_path):
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    one_error_line(run_cli("data", tmp_path / "runs", f"data.path={folder}"), "nothing", ".parquet/.jsonl shards")

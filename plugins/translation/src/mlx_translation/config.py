@@ -15,7 +15,8 @@ class DataConfig(Section):
     path: str | None = Field(
         None,
         description="opus_books-shaped records ({'id', 'translation': {src: .., tgt: ..}}) as a .jsonl/.json "
-        "file, a .parquet file or a datasets.save_to_disk folder; unset: the generated EN->FR corpus",
+        "file, a .parquet file, a datasets.save_to_disk folder or a Hub-layout folder (en-fr/train-*.parquet); "
+        "unset: the generated EN->FR corpus",
     )
     source_lang: str = Field("en", pattern=LANG_PATTERN, description="key of the source text in each record's translation")
     target_lang: str = Field("fr", pattern=LANG_PATTERN, description="key of the target text in each record's translation")

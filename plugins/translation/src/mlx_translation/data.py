@@ -1,9 +1,11 @@
 """Data stage: opus_books-shaped records -> validated -> train/test split -> tokenised with the T5 prefix.
 
-Readers: ``.jsonl``/``.json`` (one record per line), ``.parquet``, or a ``datasets.save_to_disk``
+Readers: ``.jsonl``/``.json`` (one record per line), ``.parquet``, a ``datasets.save_to_disk``
 folder (a ``Dataset`` or a ``DatasetDict`` with a ``train`` split, as ``load_dataset("opus_books",
-"en-fr")`` gives). The embedded default is the generated corpus of ``grammar.py`` written as JSONL
-into the run directory and read back by the same JSONL reader.
+"en-fr")`` gives), or a folder in the Hub repository layout of opus_books (``en-fr/train-*.parquet``
+shards, as a ``git clone`` / ``hf download`` of the dataset repository leaves it). The embedded
+default is the generated corpus of ``grammar.py`` written as JSONL into the run directory and read
+back by the same JSONL reader.
 """
 
 from __future__ import annotations
@@ -84,13 +86,44 @@ def read_disk(path: Path) -> list[Any]:
     return ds.to_list()
 
 
-def read_records(path: str | Path) -> list[Any]:
-    """Raw rows from a JSONL/JSON, Parquet file or a save_to_disk folder."""
+def _is_save_to_disk(p: Path) -> bool:
+    return (p / "dataset_dict.json").is_file() or (p / "dataset_info.json").is_file() or (p / "state.json").is_file()
+
+
+def shard_files(folder: Path, source: str, target: str) -> list[Path]:
+    """The train shards of a Hub-layout folder (``opus_books/en-fr/train-00000-of-00001.parquet``).
+
+    Looks in ``folder``, then in a ``<src>-<tgt>`` or ``<tgt>-<src>`` config subfolder; files whose
+    name starts with ``train`` win, otherwise every ``.parquet``/``.jsonl``/``.json`` file is read.
+    """
+    for sub in (folder, folder / f"{source}-{target}", folder / f"{target}-{source}"):
+        if not sub.is_dir():
+            continue
+        files = sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in (".parquet", ".jsonl", ".json"))
+        train = [f for f in files if f.name.startswith("train")]
+        if train or files:
+            return train or files
+    return []
+
+
+def read_records(path: str | Path, source: str = "en", target: str = "fr") -> list[Any]:
+    """Raw rows from a JSONL/JSON or Parquet file, a save_to_disk folder or a Hub-layout shard folder."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"data.path {str(path)!r} does not exist; expected a .jsonl, .parquet file or a datasets.save_to_disk folder")
     if p.is_dir():
-        return read_disk(p)
+        if _is_save_to_disk(p):
+            return read_disk(p)
+        shards = shard_files(p, source, target)
+        if not shards:
+            raise DataError(
+                f"data.path {str(path)!r} is a folder with neither a datasets.save_to_disk dataset nor .parquet/.jsonl shards "
+                f"(looked in it and in {source}-{target}/, {target}-{source}/)"
+            )
+        rows: list[Any] = []
+        for shard in shards:
+            rows += read_parquet(shard) if shard.suffix.lower() == ".parquet" else read_jsonl(shard)
+        return rows
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return read_jsonl(p)
@@ -135,7 +168,7 @@ def load_corpus(ctx) -> Corpus:
         raise ConfigError(f"data.source_lang and data.target_lang are both {src!r}; expected two different languages")
     corpus_path = ctx.path(*CORPUS)
     if cfg.path:
-        rows, where = read_records(cfg.path), cfg.path
+        rows, where = read_records(cfg.path, src, tgt), cfg.path
     else:
         if {src, tgt} != {"en", "fr"}:
             raise ConfigError(

@@ -107,6 +107,33 @@ def plot_curves(ctx, history: list[dict[str, Any]], untrained: float | None) -> 
     ctx.add_artifact(path, kind="plot")
 
 
+def last_complete_checkpoint(ckpt_dir) -> str | None:
+    """The newest ``checkpoint-N`` whose save finished.
+
+    ``Trainer._save_checkpoint`` writes ``trainer_state.json`` after the weights, optimizer,
+    scheduler and RNG states, so a folder without it was cut off mid-save (e.g. SIGKILL); such
+    folders are removed so the resumed run can save that step again cleanly.
+    """
+    import shutil
+    from pathlib import Path
+
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for d in ckpt_dir.glob("checkpoint-*"):
+        suffix = d.name.split("-", 1)[1]
+        if d.is_dir() and suffix.isdigit():
+            found.append((int(suffix), d))
+    best = None
+    for step, d in sorted(found, reverse=True):
+        if (d / "trainer_state.json").is_file() and (d / "model.safetensors").is_file():
+            best = d
+            break
+        shutil.rmtree(d, ignore_errors=True)
+    return str(best) if best is not None else None
+
+
 def run(ctx, data: dict[str, Any], model):
     import torch
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
@@ -161,7 +188,7 @@ def run(ctx, data: dict[str, Any], model):
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # metrics go through ctx.log_metrics, not raw dicts on stdout
-    last = get_last_checkpoint(str(ckpt_dir)) if ctx.resumed and ckpt_dir.is_dir() else None
+    last = last_complete_checkpoint(ckpt_dir) if ctx.resumed else None
     earlier = ctx.manifest.data.get("metrics", {})
     if last is not None and "bleu_untrained" in earlier:
         untrained = float(earlier["bleu_untrained"])
