@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,9 @@ def sets(*items: str) -> list[str]:
 
 def run_cli(stage: str, runs_dir: Path, *overrides: str, extra: tuple[str, ...] = ()):
     """``mlx run translation STAGE`` with TINY + overrides; returns the completed process."""
-    return cli("run", "translation", stage, "--runs-dir", str(runs_dir), "--device", device(), *sets(*TINY, *overrides), *extra)
+    return cli(
+        "run", "translation", stage, "--runs-dir", str(runs_dir), "--device", device(), *sets(*TINY, *overrides), *extra
+    )
 
 
 def ok(proc) -> Manifest:
@@ -74,9 +79,45 @@ def pairs(n: int, seed: int = 0) -> list[dict]:
     return generate(n, seed=seed)
 
 
+def wait_for_checkpoint(runs: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    """Wait until a complete ``checkpoint-N`` (N >= step, its trainer_state.json written) exists; return the run dir."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for state in runs.glob("translation/*/train/checkpoints/checkpoint-*/trainer_state.json"):
+            if int(state.parent.name.split("-")[1]) >= step:
+                return state.parents[3]
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"run ended (exit {proc.returncode}) before checkpoint {step}: {proc.stderr.read()[-2000:]}"
+            )
+        time.sleep(0.05)
+    raise AssertionError(f"training never reached checkpoint {step}")
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """One tiny run through export, shared by the export and predict tests."""
+def killed_run(tmp_path_factory) -> dict:
+    """A tiny run through export that is SIGKILLed after its first epoch checkpoint, then finished with --from.
+
+    Shared by the resume, export and predict tests (one training run for all of them).
+    96 train records / batch 16 = 6 steps an epoch; 4 epochs = 24 steps.
+    """
     runs = tmp_path_factory.mktemp("runs")
-    manifest = ok(run_cli("export", runs))
-    return manifest.run_dir
+    cmd = [sys.executable, "-m", "mlx_core", "run", "translation", "export", "--runs-dir", str(runs),
+           "--device", device(), *sets(*TINY, "train.epochs=4")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = wait_for_checkpoint(runs, 6, proc)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    killed = json.loads((run_dir / "run.json").read_text())  # still valid JSON after a hard kill
+    corpus = (run_dir / "data" / "corpus.jsonl").read_bytes()
+    resumed = cli("run", "translation", "export", "--from", str(run_dir), "--device", device())
+    return {"run_dir": run_dir, "killed": killed, "corpus": corpus, "resumed": resumed}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(killed_run) -> Path:
+    """The finished tiny run (exported), shared by the export and predict tests."""
+    ok(killed_run["resumed"])
+    return killed_run["run_dir"]

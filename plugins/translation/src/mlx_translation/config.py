@@ -18,34 +18,53 @@ class DataConfig(Section):
         "file, a .parquet file, a datasets.save_to_disk folder or a Hub-layout folder (en-fr/train-*.parquet); "
         "unset: the generated EN->FR corpus",
     )
-    source_lang: str = Field("en", pattern=LANG_PATTERN, description="key of the source text in each record's translation")
-    target_lang: str = Field("fr", pattern=LANG_PATTERN, description="key of the target text in each record's translation")
+    source_lang: str = Field(
+        "en", pattern=LANG_PATTERN, description="key of the source text in each record's translation"
+    )
+    target_lang: str = Field(
+        "fr", pattern=LANG_PATTERN, description="key of the target text in each record's translation"
+    )
     size: int = Field(5000, ge=10, le=200_000, description="number of distinct sentence pairs the generated corpus has")
     test_size: float = Field(0.2, gt=0, lt=1, description="held-out fraction (datasets train_test_split)")
-    max_length: int = Field(128, ge=8, le=1024, description="token limit for inputs and targets; longer ones are truncated")
-    prefix: str | None = Field(None, description="T5 task prefix; unset: 'translate <Source> to <Target>: ' from the languages")
+    max_length: int = Field(
+        128, ge=8, le=1024, description="token limit for inputs and targets; longer ones are truncated"
+    )
+    prefix: str | None = Field(
+        None, description="T5 task prefix; unset: 'translate <Source> to <Target>: ' from the languages"
+    )
     on_invalid: Literal["error", "skip"] = Field(
-        "error", description="records missing a language key or with an empty text: stop with an error, or skip and count"
+        "error",
+        description="records missing a language key or with an empty text: stop with an error, or skip and count",
     )
     on_too_long: Literal["truncate", "error"] = Field(
         "truncate", description="sentences longer than max_length tokens: truncate and count, or stop with an error"
     )
-    vocab_size: int = Field(1000, ge=50, le=64_000, description="vocabulary size of the SentencePiece-Unigram tokenizer trained from scratch")
+    vocab_size: int = Field(
+        1000,
+        ge=50,
+        le=64_000,
+        description="vocabulary size of the SentencePiece-Unigram tokenizer trained from scratch",
+    )
 
 
 class ModelConfig(Section):
     path: str | None = Field(
-        None, description="local folder with a seq2seq checkpoint (config.json, weights, tokenizer), e.g. t5-small; unset: small random T5"
+        None,
+        description="local folder with a seq2seq checkpoint (config.json, weights, tokenizer), e.g. t5-small; unset: small random T5",
     )
     d_model: int = Field(128, ge=16, le=4096, description="hidden size of the from-scratch T5")
     num_layers: int = Field(2, ge=1, le=48, description="encoder layers (and decoder layers) of the from-scratch T5")
-    num_heads: int = Field(4, ge=1, le=64, description="attention heads of the from-scratch T5 (d_model must divide by it)")
+    num_heads: int = Field(
+        4, ge=1, le=64, description="attention heads of the from-scratch T5 (d_model must divide by it)"
+    )
     d_ff: int = Field(256, ge=16, le=16_384, description="feed-forward size of the from-scratch T5")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout rate of the from-scratch T5")
 
 
 class TrainConfig(Section):
-    epochs: float = Field(8, gt=0, le=1000, description="passes over the training split (Seq2SeqTrainingArguments.num_train_epochs)")
+    epochs: float = Field(
+        8, gt=0, le=1000, description="passes over the training split (Seq2SeqTrainingArguments.num_train_epochs)"
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="per-device train and eval batch size")
     learning_rate: float | None = Field(
         None, gt=0, lt=1, description="AdamW learning rate; unset: 2e-5 for a pretrained checkpoint, 2e-3 from scratch"
@@ -53,7 +72,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear learning-rate warm-up")
     eval_samples: int = Field(
-        300, ge=0, description="held-out sentences scored (generate + SacreBLEU) after each epoch; 0: the whole test split"
+        300,
+        ge=0,
+        description="held-out sentences scored (generate + SacreBLEU) after each epoch; 0: the whole test split",
     )
     generation_max_length: int = Field(64, ge=2, le=1024, description="max tokens generated when scoring BLEU")
     save_total_limit: int = Field(3, ge=1, le=100, description="checkpoints kept under train/checkpoints")
@@ -64,8 +85,12 @@ class TrainConfig(Section):
 
 
 class ExportConfig(Section):
-    torch_export: bool = Field(True, description="write torch.export programs (encoder.pt2, decoder.pt2) and check them against eager")
-    parity_samples: int = Field(16, ge=1, le=1000, description="held-out sentences whose greedy output must be token-identical")
+    torch_export: bool = Field(
+        True, description="write torch.export programs (encoder.pt2, decoder.pt2) and check them against eager"
+    )
+    parity_samples: int = Field(
+        16, ge=1, le=1000, description="held-out sentences whose greedy output must be token-identical"
+    )
     parity_max_new_tokens: int = Field(40, ge=1, le=512, description="max new tokens in the parity check")
 
 

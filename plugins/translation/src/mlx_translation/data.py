@@ -54,7 +54,9 @@ def read_jsonl(path: Path) -> list[Any]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one opus_books record per line") from None
+                    raise DataError(
+                        f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one opus_books record per line"
+                    ) from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; expected JSON lines") from None
     except OSError as exc:
@@ -67,8 +69,10 @@ def read_parquet(path: Path) -> list[Any]:
 
     try:
         return pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises several unrelated types for broken files
-        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for broken files
+        raise DataError(
+            f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
 
 
 def read_disk(path: Path) -> list[Any]:
@@ -76,11 +80,15 @@ def read_disk(path: Path) -> list[Any]:
 
     try:
         ds = load_from_disk(str(path))
-    except Exception as exc:
-        raise DataError(f"{path}: not a datasets.save_to_disk folder ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure means: not a save_to_disk folder
+        raise DataError(
+            f"{path}: not a datasets.save_to_disk folder ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     if isinstance(ds, DatasetDict):
         if "train" not in ds:
-            raise DataError(f"{path}: DatasetDict has splits {sorted(ds)}; expected a 'train' split (as opus_books has)")
+            raise DataError(
+                f"{path}: DatasetDict has splits {sorted(ds)}; expected a 'train' split (as opus_books has)"
+            )
         ds = ds["train"]
     assert isinstance(ds, Dataset)
     return ds.to_list()
@@ -110,7 +118,9 @@ def read_records(path: str | Path, source: str = "en", target: str = "fr") -> li
     """Raw rows from a JSONL/JSON or Parquet file, a save_to_disk folder or a Hub-layout shard folder."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"data.path {str(path)!r} does not exist; expected a .jsonl, .parquet file or a datasets.save_to_disk folder")
+        raise DataError(
+            f"data.path {str(path)!r} does not exist; expected a .jsonl, .parquet file or a datasets.save_to_disk folder"
+        )
     if p.is_dir():
         if _is_save_to_disk(p):
             return read_disk(p)
@@ -129,7 +139,9 @@ def read_records(path: str | Path, source: str = "en", target: str = "fr") -> li
         return read_jsonl(p)
     if suffix == ".parquet":
         return read_parquet(p)
-    raise DataError(f"data.path {str(path)!r} has suffix {suffix!r}; expected .jsonl, .json, .parquet or a datasets.save_to_disk folder")
+    raise DataError(
+        f"data.path {str(path)!r} has suffix {suffix!r}; expected .jsonl, .json, .parquet or a datasets.save_to_disk folder"
+    )
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -141,7 +153,9 @@ def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: 
         name = f"record {index} (id {rid!r}) of {where}"
         tr = row.get("translation") if isinstance(row, dict) else None
         if not isinstance(tr, dict):
-            raise DataError(f"{name}: has no 'translation' mapping; expected {{'id': ..., 'translation': {{{source!r}: ..., {target!r}: ...}}}}")
+            raise DataError(
+                f"{name}: has no 'translation' mapping; expected {{'id': ..., 'translation': {{{source!r}: ..., {target!r}: ...}}}}"
+            )
         missing = [lang for lang in (source, target) if tr.get(lang) is None]
         if missing:
             if on_invalid == "skip":
@@ -156,8 +170,12 @@ def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: 
             if on_invalid == "skip":
                 out.skipped["empty_text"] += 1
                 continue
-            raise DataError(f"{name}: empty {bad[0]!r} text {texts[bad[0]]!r}; fix the record or set data.on_invalid=skip")
-        out.records.append({"id": str(rid), "translation": {source: texts[source].strip(), target: texts[target].strip()}})
+            raise DataError(
+                f"{name}: empty {bad[0]!r} text {texts[bad[0]]!r}; fix the record or set data.on_invalid=skip"
+            )
+        out.records.append(
+            {"id": str(rid), "translation": {source: texts[source].strip(), target: texts[target].strip()}}
+        )
     return out
 
 
@@ -186,7 +204,9 @@ def load_corpus(ctx) -> Corpus:
         ctx.record("skipped_records", corpus.skipped)
         ctx.note(f"skipped {skipped} invalid records of {where} ({corpus.skipped})")
     if len(corpus.records) < 5:
-        raise DataError(f"{where}: {len(corpus.records)} usable records (of {len(rows)}); expected at least 5 for a train/test split")
+        raise DataError(
+            f"{where}: {len(corpus.records)} usable records (of {len(rows)}); expected at least 5 for a train/test split"
+        )
     return corpus
 
 
@@ -212,7 +232,7 @@ def tokenize(ctx, splits, tokenizer, prefix: str):
         src_len, tgt_len = ds["source_tokens"], ds["target_tokens"]
         counts[name] = {"source": sum(n > max_length for n in src_len), "target": sum(n > max_length for n in tgt_len)}
         if cfg.on_too_long == "error" and (counts[name]["source"] or counts[name]["target"]):
-            i = next(i for i, (a, b) in enumerate(zip(src_len, tgt_len)) if max(a, b) > max_length)
+            i = next(i for i, (a, b) in enumerate(zip(src_len, tgt_len, strict=True)) if max(a, b) > max_length)
             rid = splits[name][i]["id"]
             raise DataError(
                 f"record id {rid!r} ({name} split) has {max(src_len[i], tgt_len[i])} tokens, more than data.max_length={max_length}; "
@@ -235,8 +255,8 @@ def build(ctx) -> dict[str, Any]:
 
     from datasets import Dataset
 
-    from .tokenizer import load_or_train_tokenizer
     from .files import quiet_transformers
+    from .tokenizer import load_or_train_tokenizer
 
     quiet_transformers()
 
@@ -248,5 +268,7 @@ def build(ctx) -> dict[str, Any]:
     tokenizer = load_or_train_tokenizer(ctx, splits["train"], prefix)
     tokenized, truncated = tokenize(ctx, splits, tokenizer, prefix)
     ctx.record("prefix", prefix)
-    ctx.log_metrics({"records": len(corpus.records), "train_records": len(splits["train"]), "test_records": len(splits["test"])})
+    ctx.log_metrics(
+        {"records": len(corpus.records), "train_records": len(splits["train"]), "test_records": len(splits["test"])}
+    )
     return {"raw": splits, "tokenized": tokenized, "tokenizer": tokenizer, "prefix": prefix, "truncated": truncated}

@@ -73,14 +73,28 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
     with atomic_dir(folder) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        meta = {"prefix": data["prefix"], "source_lang": dcfg.source_lang, "target_lang": dcfg.target_lang, "max_length": dcfg.max_length}
+        meta = {
+            "prefix": data["prefix"],
+            "source_lang": dcfg.source_lang,
+            "target_lang": dcfg.target_lang,
+            "max_length": dcfg.max_length,
+        }
         (tmp / PLUGIN_META).write_text(json.dumps(meta, indent=2) + "\n")
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise StageFailed(f"save_pretrained wrote no {weights.name} in {folder}; expected safetensors weights")
-    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", PLUGIN_META):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        PLUGIN_META,
+    ):
         if (folder / name).exists():
-            ctx.add_artifact(folder / name, kind="model" if name == "model.safetensors" else "model-file", format="save_pretrained")
+            ctx.add_artifact(
+                folder / name, kind="model" if name == "model.safetensors" else "model-file", format="save_pretrained"
+            )
 
     texts = sample_sources(data, ctx, cfg.parity_samples)
     enc, eager = eager_greedy(model, tokenizer, texts, cfg.parity_max_new_tokens, dcfg.max_length)
@@ -90,10 +104,12 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
     tok2 = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     model2 = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False).eval()
     _, again = eager_greedy(model2, tok2, texts, cfg.parity_max_new_tokens, dcfg.max_length)
-    reload_same = sum(_strip(a, pad) == b for a, b in zip(again, expected))
+    reload_same = sum(_strip(a, pad) == b for a, b in zip(again, expected, strict=True))
     ctx.log_metrics({"reload_identical": reload_same, "parity_samples": len(texts)})
     if reload_same != len(texts):
-        raise StageFailed(f"the save_pretrained model in {folder} translates {len(texts) - reload_same} of {len(texts)} samples differently")
+        raise StageFailed(
+            f"the save_pretrained model in {folder} translates {len(texts) - reload_same} of {len(texts)} samples differently"
+        )
     pipe = try_pipeline(ctx, folder, texts[0])
     ctx.record("pipeline_translation", pipe)
     if not pipe["available"]:
@@ -101,7 +117,11 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
             f"pipeline('translation') does not exist in transformers {pipe['transformers']} (removed in v5); "
             "the export reloads with AutoTokenizer + AutoModelForSeq2SeqLM, and mlx_translation.predict.Translator gives the pipeline's output shape"
         )
-    result: dict[str, Any] = {"save_pretrained": str(folder), "reload_identical": f"{reload_same}/{len(texts)}", "pipeline": pipe}
+    result: dict[str, Any] = {
+        "save_pretrained": str(folder),
+        "reload_identical": f"{reload_same}/{len(texts)}",
+        "pipeline": pipe,
+    }
 
     # 2. torch.export programs, token-identical to eager greedy generation
     if cfg.torch_export:
@@ -113,22 +133,39 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
         runner = ExportedSeq2Seq(out_dir)
         got = runner.greedy(enc["input_ids"], enc["attention_mask"], cfg.parity_max_new_tokens)
         got_rows = [_strip(r, pad) for r in got]
-        same = sum(a == b for a, b in zip(got_rows, expected))
+        same = sum(a == b for a, b in zip(got_rows, expected, strict=True))
         with torch.no_grad():
-            hidden_eager = model.get_encoder()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            hidden_eager = model.get_encoder()(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+            ).last_hidden_state
             hidden_exp = runner.encoder(enc["input_ids"], enc["attention_mask"])
             dec_in = eager[:, : max(2, eager.shape[1] - 1)]
-            logits_eager = model(encoder_outputs=(hidden_eager,), attention_mask=enc["attention_mask"], decoder_input_ids=dec_in, use_cache=False).logits
+            logits_eager = model(
+                encoder_outputs=(hidden_eager,),
+                attention_mask=enc["attention_mask"],
+                decoder_input_ids=dec_in,
+                use_cache=False,
+            ).logits
             logits_exp = runner.decoder(dec_in, hidden_exp, enc["attention_mask"])
         diff = float((logits_eager - logits_exp).abs().max())
         for name in (ENCODER, DECODER, META):
-            ctx.add_artifact(out_dir / name, kind="exported", format="torch.export", token_identical=f"{same}/{len(texts)}", max_abs_logit_diff=diff)
+            ctx.add_artifact(
+                out_dir / name,
+                kind="exported",
+                format="torch.export",
+                token_identical=f"{same}/{len(texts)}",
+                max_abs_logit_diff=diff,
+            )
         ctx.log_metrics({"export_token_identical": same, "export_max_abs_logit_diff": diff})
         ctx.record("onnx", "not produced: the dynamo ONNX exporter fails to decompose T5 attention (view of a transposed tensor), "
                    "and the TorchScript exporter gives wrong logits; torch.export is the verified artifact")  # fmt: skip
-        result["torch_export"] = {"folder": str(out_dir), "token_identical": f"{same}/{len(texts)}", "max_abs_logit_diff": diff}
+        result["torch_export"] = {
+            "folder": str(out_dir),
+            "token_identical": f"{same}/{len(texts)}",
+            "max_abs_logit_diff": diff,
+        }
         if same != len(texts):
-            bad = next(i for i, (a, b) in enumerate(zip(got_rows, expected)) if a != b)
+            bad = next(i for i, (a, b) in enumerate(zip(got_rows, expected, strict=True)) if a != b)
             raise StageFailed(
                 f"torch.export greedy output differs from eager generate on {len(texts) - same} of {len(texts)} samples "
                 f"(first: sample {bad}, max |logit diff| {diff:.3g})"

@@ -63,7 +63,9 @@ def export_programs(model, folder: Path) -> dict[str, Any]:
     with torch.no_grad():
         hidden = enc(ids, mask)
         dec_ids = torch.full((2, 3), start, dtype=torch.long)
-        ep_enc = torch.export.export(enc, (ids, mask), dynamic_shapes={"input_ids": {0: batch, 1: src}, "attention_mask": {0: batch, 1: src}})
+        ep_enc = torch.export.export(
+            enc, (ids, mask), dynamic_shapes={"input_ids": {0: batch, 1: src}, "attention_mask": {0: batch, 1: src}}
+        )
         ep_dec = torch.export.export(
             dec,
             (dec_ids, hidden, mask),
@@ -97,7 +99,11 @@ class ExportedSeq2Seq:
         self.meta = json.loads((folder / META).read_text())
         self.encoder = torch.export.load(str(folder / ENCODER)).module()
         self.decoder = torch.export.load(str(folder / DECODER)).module()
-        self.start, self.eos, self.pad = self.meta["decoder_start_token_id"], self.meta["eos_token_id"], self.meta["pad_token_id"]
+        self.start, self.eos, self.pad = (
+            self.meta["decoder_start_token_id"],
+            self.meta["eos_token_id"],
+            self.meta["pad_token_id"],
+        )
 
     def greedy(self, input_ids, attention_mask, max_new_tokens: int):
         """Token ids like ``generate(do_sample=False, num_beams=1)``: start token first, pad after EOS."""
@@ -140,11 +146,13 @@ class ExportedSeq2Seq:
                 new_seqs, new_scores = [], []
                 for i in range(b):
                     kept = 0
-                    for s, j in zip(top[i].tolist(), idx[i].tolist()):
+                    for s, j in zip(top[i].tolist(), idx[i].tolist(), strict=True):
                         beam_i, tok = divmod(j, vocab)
                         row = seqs[i * num_beams + beam_i]
                         if tok == self.eos:
-                            if len(done[i]) < num_beams or s / (step + 1) ** length_penalty > min(x[0] for x in done[i]):
+                            if len(done[i]) < num_beams or s / (step + 1) ** length_penalty > min(
+                                x[0] for x in done[i]
+                            ):
                                 done[i].append((s / (step + 1) ** length_penalty, row.tolist()[1:] + [tok]))
                                 done[i] = sorted(done[i], reverse=True)[:num_beams]
                             continue

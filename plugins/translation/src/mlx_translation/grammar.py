@@ -130,7 +130,9 @@ def noun_phrase(rng: random.Random, allow_number: bool = True, definite: bool = 
     plural = kind in ("the_pl", "num")
     noun_en, noun_fr = (en_pl, fr_pl) if plural else (en_sg, fr_sg)
     en_words = [w for w in (size and size[0], colour and colour[0], noun_en) if w]
-    fr_words = [w for w in (size and _agree(size, gender, plural), noun_fr, colour and _agree(colour, gender, plural)) if w]
+    fr_words = [
+        w for w in (size and _agree(size, gender, plural), noun_fr, colour and _agree(colour, gender, plural)) if w
+    ]
     first_fr = fr_words[0]
     vowel = first_fr[0] in VOWELS
     fem = gender == "f"

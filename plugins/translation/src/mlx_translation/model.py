@@ -26,9 +26,13 @@ def check_folder(path: str | Path) -> Path:
     """The folder exists and its config.json names a seq2seq model type; DataError otherwise."""
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"model.path {str(path)!r} is not a folder; expected a local checkpoint folder (config.json, weights, tokenizer)")
+        raise ConfigError(
+            f"model.path {str(path)!r} is not a folder; expected a local checkpoint folder (config.json, weights, tokenizer)"
+        )
     if not (p / "config.json").is_file():
-        raise DataError(f"model.path {str(path)!r} has no config.json; expected a seq2seq checkpoint folder written by save_pretrained")
+        raise DataError(
+            f"model.path {str(path)!r} has no config.json; expected a seq2seq checkpoint folder written by save_pretrained"
+        )
     try:
         model_type = json.loads((p / "config.json").read_text()).get("model_type")
     except (OSError, ValueError) as exc:
@@ -48,9 +52,13 @@ def load_pretrained(path: str | Path):
     p = check_folder(path)
     try:
         config = AutoConfig.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
-        return AutoModelForSeq2SeqLM.from_pretrained(str(p), config=config, local_files_only=True, trust_remote_code=False)
-    except Exception as exc:
-        raise DataError(f"model.path {str(path)!r}: cannot load the seq2seq model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            str(p), config=config, local_files_only=True, trust_remote_code=False
+        )
+    except Exception as exc:  # noqa: BLE001 - one line for whatever the library raises on a broken folder
+        raise DataError(
+            f"model.path {str(path)!r}: cannot load the seq2seq model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def random_t5(cfg, tokenizer):
@@ -101,13 +109,30 @@ def build(ctx, data: dict[str, Any]):
         model = load_pretrained(cfg.path)
         check_vocab(model, tokenizer, f"model.path {cfg.path!r}")
         ctx.record("trained", True)
-        ctx.record("model", {"source": "pretrained", "path": str(Path(cfg.path).expanduser().resolve()), "class": type(model).__name__, "parameters": n_params(model)})
+        ctx.record(
+            "model",
+            {
+                "source": "pretrained",
+                "path": str(Path(cfg.path).expanduser().resolve()),
+                "class": type(model).__name__,
+                "parameters": n_params(model),
+            },
+        )
     else:
         model = random_t5(cfg, tokenizer)
         check_vocab(model, tokenizer, "from-scratch T5")
         ctx.record("trained", False)
-        ctx.record("model", {"source": "random init (trained from scratch)", "class": type(model).__name__, "parameters": n_params(model)})
+        ctx.record(
+            "model",
+            {
+                "source": "random init (trained from scratch)",
+                "class": type(model).__name__,
+                "parameters": n_params(model),
+            },
+        )
         ctx.note("model is a randomly initialised T5: it is trained from scratch on the run's corpus")
     if model.config.decoder_start_token_id is None:
-        raise DataError(f"model.path {cfg.path!r}: config has no decoder_start_token_id; expected a seq2seq checkpoint that sets it")
+        raise DataError(
+            f"model.path {cfg.path!r}: config has no decoder_start_token_id; expected a seq2seq checkpoint that sets it"
+        )
     return model.to(ctx.device)

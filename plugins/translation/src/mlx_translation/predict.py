@@ -12,9 +12,8 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError, RunError
 
-from .files import quiet_transformers
-
 from .export import HF_DIR, PLUGIN_META
+from .files import quiet_transformers
 
 
 class Translator:
@@ -27,7 +26,9 @@ class Translator:
         meta_path = self.folder / PLUGIN_META
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"prefix": "", "max_length": 128}
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True, trust_remote_code=False)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(str(self.folder), local_files_only=True, trust_remote_code=False)
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(
+            str(self.folder), local_files_only=True, trust_remote_code=False
+        )
         self.model = self.model.to(device).eval()
         self.device = device
 
@@ -37,7 +38,11 @@ class Translator:
 
     def encode(self, texts: list[str]):
         return self.tokenizer(
-            [self.with_prefix(t) for t in texts], return_tensors="pt", padding=True, truncation=True, max_length=self.meta.get("max_length", 128)
+            [self.with_prefix(t) for t in texts],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.meta.get("max_length", 128),
         )
 
     def generate(self, texts: list[str], **gen: Any):
@@ -85,24 +90,31 @@ def generation_kwargs(cfg) -> dict[str, Any]:
 
 
 def run(ctx, inputs: list[str]) -> list[dict[str, Any]]:
-    import torch
-
-    quiet_transformers()
     cfg = ctx.config.predict
+    # every check of the user's input comes before the heavy imports, so mistakes fail in a second
     folder = ctx.run_dir / Path(*HF_DIR)
     if not (folder / "config.json").exists():
         raise RunError(f"{ctx.run_dir} has no exported model in {folder}; run `mlx run translation export` first")
+    exp_dir = ctx.run_dir / "export" / "torch_export"
+    if cfg.backend == "exported":
+        if cfg.do_sample:
+            raise ConfigError(
+                "predict.do_sample=true needs predict.backend=eager; the exported backend does greedy and beam search"
+            )
+        if not exp_dir.is_dir():
+            raise RunError(
+                f"{ctx.run_dir} has no torch.export programs in {exp_dir}; run the export stage with export.torch_export=true"
+            )
     texts = expand_inputs(inputs)
+
+    import torch
+
+    quiet_transformers()
     torch.manual_seed(ctx.seed)
     translator = Translator(folder, device=ctx.device)
     if cfg.backend == "exported":
         from .exported import ExportedSeq2Seq
 
-        if cfg.do_sample:
-            raise ConfigError("predict.do_sample=true needs predict.backend=eager; the exported backend does greedy and beam search")
-        exp_dir = ctx.run_dir / "export" / "torch_export"
-        if not exp_dir.is_dir():
-            raise RunError(f"{ctx.run_dir} has no torch.export programs in {exp_dir}; run the export stage with export.torch_export=true")
         runner = ExportedSeq2Seq(exp_dir)
         translations = []
         for i in range(0, len(texts), cfg.batch_size):
@@ -113,8 +125,10 @@ def run(ctx, inputs: list[str]) -> list[dict[str, Any]]:
                 ids = runner.greedy(enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens)
             translations += [t.strip() for t in translator.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     else:
-        translations = [r["translation_text"] for r in translator(texts, batch_size=cfg.batch_size, **generation_kwargs(cfg))]
-    rows = [{"source": s, "translation": t} for s, t in zip(texts, translations)]
+        translations = [
+            r["translation_text"] for r in translator(texts, batch_size=cfg.batch_size, **generation_kwargs(cfg))
+        ]
+    rows = [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
     if ctx.output_dir is not None:
         from mlx_core import atomic_write
 

@@ -23,11 +23,15 @@ def load_pretrained_tokenizer(path: str | Path):
 
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"model.path {str(path)!r} is not a folder; expected a local checkpoint folder (config.json, weights, tokenizer)")
+        raise ConfigError(
+            f"model.path {str(path)!r} is not a folder; expected a local checkpoint folder (config.json, weights, tokenizer)"
+        )
     try:
         return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
-    except Exception as exc:
-        raise DataError(f"model.path {str(path)!r}: no loadable tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - one line for whatever the library raises on a broken folder
+        raise DataError(
+            f"model.path {str(path)!r}: no loadable tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def train_unigram(texts: list[str], vocab_size: int):
@@ -39,7 +43,9 @@ def train_unigram(texts: list[str], vocab_size: int):
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, unk_token="<unk>", show_progress=False)
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL, unk_token="<unk>", show_progress=False
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     vocab = [tuple(piece) for piece in json.loads(tok.to_str())["model"]["vocab"]]
     assert [p for p, _ in vocab[:3]] == SPECIAL, vocab[:3]
@@ -53,7 +59,9 @@ def load_or_train_tokenizer(ctx, train_split, prefix: str):
 
     cfg = ctx.config
     if cfg.model.path:
-        return load_pretrained_tokenizer(cfg.model.path)
+        tok = load_pretrained_tokenizer(cfg.model.path)
+        ctx.record("tokenizer", {"kind": "from model.path", "class": type(tok).__name__, "vocab": len(tok)})
+        return tok
     folder = ctx.path(*("data", "tokenizer"))
     if not (ctx.resumed and (folder / "tokenizer.json").exists()):
         src, tgt = cfg.data.source_lang, cfg.data.target_lang
@@ -63,5 +71,7 @@ def load_or_train_tokenizer(ctx, train_split, prefix: str):
             tok.save_pretrained(str(tmp))
         ctx.add_artifact(folder / "tokenizer.json", kind="tokenizer", vocab=len(tok), trained_on="train split")
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    ctx.record("tokenizer", {"kind": "sentencepiece-unigram (trained here)", "class": type(tok).__name__, "vocab": len(tok)})
+    ctx.record(
+        "tokenizer", {"kind": "sentencepiece-unigram (trained here)", "class": type(tok).__name__, "vocab": len(tok)}
+    )
     return tok

@@ -96,7 +96,7 @@ def plot_curves(ctx, history: list[dict[str, Any]], untrained: float | None) -> 
     ax2 = ax1.twinx()
     losses = [(h["epoch"], h["loss"]) for h in history if "loss" in h]
     if losses:
-        ax2.plot(*zip(*losses), "s--", color="tab:red", label="train loss")
+        ax2.plot(*zip(*losses, strict=True), "s--", color="tab:red", label="train loss")
         ax2.set_ylabel("train loss")
     fig.legend(loc="upper center", ncol=3, fontsize=8)
     fig.tight_layout()
@@ -105,6 +105,11 @@ def plot_curves(ctx, history: list[dict[str, Any]], untrained: float | None) -> 
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     ctx.add_artifact(path, kind="plot")
+
+
+def metrics_params(model) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{n / 1e6:.2f}M-parameter" if n >= 1e5 else f"{n}-parameter"
 
 
 def last_complete_checkpoint(ckpt_dir) -> str | None:
@@ -126,7 +131,7 @@ def last_complete_checkpoint(ckpt_dir) -> str | None:
         if d.is_dir() and suffix.isdigit():
             found.append((int(suffix), d))
     best = None
-    for step, d in sorted(found, reverse=True):
+    for _step, d in sorted(found, reverse=True):
         if (d / "trainer_state.json").is_file() and (d / "model.safetensors").is_file():
             best = d
             break
@@ -175,7 +180,9 @@ def run(ctx, data: dict[str, Any], model):
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8 if fp16 else None)
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8 if fp16 else None
+    )
     callback = make_callback(ctx, cfg.epochs)
     trainer = Seq2SeqTrainer(
         model=model,
@@ -225,9 +232,24 @@ def run(ctx, data: dict[str, Any], model):
         "learning_rate": lr,
     }
     if callback.train_seconds > 0 and examples > 0:
-        metrics["train_examples_per_s"] = round(min(examples, len(tokenized["train"]) * cfg.epochs) / callback.train_seconds, 2)
+        metrics["train_examples_per_s"] = round(
+            min(examples, len(tokenized["train"]) * cfg.epochs) / callback.train_seconds, 2
+        )
     ctx.log_metrics(metrics)
     ctx.record("trained", True)
+    n_test = len(test)
+    if pretrained:
+        ctx.note(f"held-out BLEU {bleu:.2f} after fine-tuning (untrained: {untrained:.2f}) on {n_test} test sentences")
+    else:
+        ctx.note(
+            f"held-out BLEU {bleu:.2f} after training from scratch (untrained random init: {untrained:.2f}) on {n_test} test "
+            f"sentences; a {metrics_params(model)} T5 trained for {cfg.epochs:g} epochs on this run's corpus only"
+            + (
+                " (the generated grammar corpus: the figure says how well it learnt that grammar, not general French)"
+                if not ctx.config.data.path
+                else ""
+            )
+        )
     plot_curves(ctx, trainer.state.log_history, untrained)
     final_ckpt = get_last_checkpoint(str(ckpt_dir))
     if final_ckpt:
