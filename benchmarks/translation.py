@@ -69,18 +69,24 @@ def train_run(preset: str, runs_dir: Path, device: str) -> tuple[Path, float]:
     return Path(proc.stdout.strip().splitlines()[-1]), wall
 
 
-def count_generated(rows, pad: int) -> int:
-    """Generated tokens (EOS included), without the start token and the padding after EOS."""
-    n = 0
-    for row in rows:
-        toks = [int(t) for t in row][1:]
-        while toks and toks[-1] == pad:
-            toks.pop()
-        n += len(toks)
-    return n
+def generated(row, pad: int, eos: int) -> list[int]:
+    """The generated tokens of one output row: no start token, up to and including the first EOS.
+
+    (Batched beam search in transformers 5 fills finished rows with EOS, greedy with pad.)
+    """
+    toks = [int(t) for t in row][1:]
+    if eos in toks:
+        return toks[: toks.index(eos) + 1]
+    while toks and toks[-1] == pad:
+        toks.pop()
+    return toks
 
 
-def time_generation(fn, texts: list[str], batch_size: int, pad: int, min_seconds: float) -> dict:
+def count_generated(rows, pad: int, eos: int) -> int:
+    return sum(len(generated(row, pad, eos)) for row in rows)
+
+
+def time_generation(fn, texts: list[str], batch_size: int, pad: int, eos: int, min_seconds: float) -> dict:
     """Run ``fn(batch)`` over ``texts`` in batches (repeating the pass until min_seconds); tokens/s."""
     fn(texts[:batch_size])  # warm-up
     tokens = sentences = 0
@@ -88,7 +94,7 @@ def time_generation(fn, texts: list[str], batch_size: int, pad: int, min_seconds
     while True:
         for i in range(0, len(texts), batch_size):
             rows = fn(texts[i : i + batch_size])
-            tokens += count_generated(rows, pad)
+            tokens += count_generated(rows, pad, eos)
             sentences += len(rows)
         elapsed = time.perf_counter() - t0
         if elapsed >= min_seconds:
@@ -150,15 +156,16 @@ def main() -> None:
     }
 
     import torch
-
     from mlx_translation.exported import ExportedSeq2Seq
+    from mlx_translation.files import quiet_transformers
     from mlx_translation.grammar import generate
     from mlx_translation.predict import Translator
 
+    quiet_transformers()
     torch.set_num_threads(args.threads)
     translator = Translator(run_dir / "export" / "hf")
     runner = ExportedSeq2Seq(run_dir / "export" / "torch_export")
-    pad = translator.model.config.pad_token_id
+    pad, eos = translator.model.config.pad_token_id, translator.model.config.eos_token_id
     texts = [r["translation"]["en"] for r in generate(args.sentences, seed=4242)]  # new sentences of the grammar
     n_new = args.max_new_tokens
 
@@ -179,7 +186,7 @@ def main() -> None:
         for mode, beams in (("greedy", 1), (f"beam{args.beams}", args.beams)):
             for bs in args.batch_sizes:
                 console.print(f"  {backend} {mode} batch {bs} ...", end="")
-                r = time_generation(make(beams), texts, bs, pad, args.min_seconds)
+                r = time_generation(make(beams), texts, bs, pad, eos, args.min_seconds)
                 console.print(f" {r['tokens_per_s']} tok/s")
                 cases.append({"backend": backend, "mode": mode, "batch_size": bs, **r})
 
@@ -187,8 +194,7 @@ def main() -> None:
     enc = translator.encode(texts)
     eager_ids = eager(1)(texts)
     exp_ids = runner.greedy(enc["input_ids"], enc["attention_mask"], n_new)
-    strip = lambda row: [int(t) for t in row][: 1 + count_generated([row], pad)]  # noqa: E731
-    agree = sum(strip(a) == strip(b) for a, b in zip(eager_ids, exp_ids, strict=True))
+    agree = sum(generated(a, pad, eos) == generated(b, pad, eos) for a, b in zip(eager_ids, exp_ids, strict=True))
 
     table = Table(title=f"translation generation (CPU, {args.threads} thread(s), max_new_tokens={n_new})")
     for col in ("backend", "mode", "batch", "sentences", "tokens", "seconds", "tokens/s"):
