@@ -217,7 +217,15 @@ def run(ctx, data: dict[str, Any], model):
     total_epochs = int(-(-cfg.epochs // 1))
     with ctx.progress("training (epochs)", total=total_epochs) as advance:
         callback.advance = advance
-        result = trainer.train(resume_from_checkpoint=last)
+        try:
+            result = trainer.train(resume_from_checkpoint=last)
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: say where --from will pick up
+            saved = last_complete_checkpoint(ckpt_dir)
+            ctx.note(
+                f"training interrupted; `mlx run translation {ctx.target} --from {ctx.run_dir}` resumes from "
+                + (f"{saved}" if saved else "the start (no epoch checkpoint was complete)")
+            )
+            raise
     model = trainer.model
     examples = (trainer.state.global_step - steps_before) * cfg.batch_size
     final = trainer.evaluate(eval_dataset=test, metric_key_prefix="test")
