@@ -136,10 +136,17 @@ def main() -> None:
     else:
         run_dir, preset = args.run_dir, "given run"
     manifest = json.loads((run_dir / "run.json").read_text())
+    if args.run_dir is not None:
+        from mlx_translation.config import TranslationConfig
+
+        defaults = TranslationConfig().model_dump(mode="json")
+        same = all(manifest["config"][k] == defaults[k] for k in ("data", "model", "train", "seed"))
+        preset = "default (given run)" if same else "given run (non-default config)"
     metrics = manifest["metrics"]
     training = {
         "preset": preset,
         "overrides": PRESETS.get(preset, []),
+        "config": {k: manifest["config"][k] for k in ("data", "model", "train")},
         "run_dir": str(run_dir),
         "run_wall_s": round(train_wall, 1) if train_wall else None,
         "stage_seconds": {k: v.get("duration_s") for k, v in manifest["stages"].items()},
