@@ -24,7 +24,7 @@ class DataConfig(Section):
     target_lang: str = Field(
         "fr", pattern=LANG_PATTERN, description="key of the target text in each record's translation"
     )
-    size: int = Field(5000, ge=10, le=200_000, description="number of distinct sentence pairs the generated corpus has")
+    size: int = Field(3000, ge=10, le=200_000, description="number of distinct sentence pairs the generated corpus has")
     test_size: float = Field(0.2, gt=0, lt=1, description="held-out fraction (datasets train_test_split)")
     max_length: int = Field(
         128, ge=8, le=1024, description="token limit for inputs and targets; longer ones are truncated"
@@ -40,7 +40,7 @@ class DataConfig(Section):
         "truncate", description="sentences longer than max_length tokens: truncate and count, or stop with an error"
     )
     vocab_size: int = Field(
-        1000,
+        600,
         ge=50,
         le=64_000,
         description="vocabulary size of the SentencePiece-Unigram tokenizer trained from scratch",
@@ -52,31 +52,31 @@ class ModelConfig(Section):
         None,
         description="local folder with a seq2seq checkpoint (config.json, weights, tokenizer), e.g. t5-small; unset: small random T5",
     )
-    d_model: int = Field(128, ge=16, le=4096, description="hidden size of the from-scratch T5")
+    d_model: int = Field(64, ge=16, le=4096, description="hidden size of the from-scratch T5")
     num_layers: int = Field(2, ge=1, le=48, description="encoder layers (and decoder layers) of the from-scratch T5")
     num_heads: int = Field(
         4, ge=1, le=64, description="attention heads of the from-scratch T5 (d_model must divide by it)"
     )
-    d_ff: int = Field(256, ge=16, le=16_384, description="feed-forward size of the from-scratch T5")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout rate of the from-scratch T5")
+    d_ff: int = Field(128, ge=16, le=16_384, description="feed-forward size of the from-scratch T5")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate of the from-scratch T5")
 
 
 class TrainConfig(Section):
     epochs: float = Field(
         8, gt=0, le=1000, description="passes over the training split (Seq2SeqTrainingArguments.num_train_epochs)"
     )
-    batch_size: int = Field(32, ge=1, le=4096, description="per-device train and eval batch size")
+    batch_size: int = Field(16, ge=1, le=4096, description="per-device train batch size (eval: at least 64)")
     learning_rate: float | None = Field(
-        None, gt=0, lt=1, description="AdamW learning rate; unset: 2e-5 for a pretrained checkpoint, 2e-3 from scratch"
+        None, gt=0, lt=1, description="AdamW learning rate; unset: 2e-5 for a pretrained checkpoint, 3e-3 from scratch"
     )
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear learning-rate warm-up")
     eval_samples: int = Field(
-        300,
+        200,
         ge=0,
         description="held-out sentences scored (generate + SacreBLEU) after each epoch; 0: the whole test split",
     )
-    generation_max_length: int = Field(64, ge=2, le=1024, description="max tokens generated when scoring BLEU")
+    generation_max_length: int = Field(48, ge=2, le=1024, description="max tokens generated when scoring BLEU")
     save_total_limit: int = Field(3, ge=1, le=100, description="checkpoints kept under train/checkpoints")
     fp16: bool = Field(True, description="mixed precision on CUDA (never on CPU)")
     num_threads: int = Field(

@@ -15,7 +15,7 @@ from mlx_core import StageFailed
 from .files import quiet_transformers
 
 PRETRAINED_LR = 2e-5
-SCRATCH_LR = 2e-3
+SCRATCH_LR = 3e-3
 
 
 def bleu_metrics(tokenizer):
