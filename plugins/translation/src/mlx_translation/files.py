@@ -36,3 +36,9 @@ def quiet_transformers() -> None:
 
     tlog.disable_progress_bar()
     tlog.set_verbosity_error()
+    try:  # save_pretrained/from_pretrained shard bars come from huggingface_hub's tqdm
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:
+        pass
