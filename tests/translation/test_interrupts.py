@@ -1,8 +1,11 @@
-"""A run SIGKILLed mid-training finishes with ``--from`` from its last complete checkpoint."""
+"""Interrupted training: SIGKILL then ``--from`` resumes from the last complete checkpoint; Ctrl-C is recorded."""
 
 import json
+import signal
+import subprocess
+import sys
 
-from conftest import ok
+from conftest import TINY, device, ok, sets, wait_for_checkpoint
 
 
 def test_sigkill_mid_training_then_from_resumes(killed_run):
@@ -29,3 +32,21 @@ def test_sigkill_mid_training_then_from_resumes(killed_run):
     state = json.loads((checkpoints / "checkpoint-24" / "trainer_state.json").read_text())
     assert state["global_step"] == 24 and state["epoch"] == 4
     assert len(list(checkpoints.glob("checkpoint-*"))) <= 3  # save_total_limit
+
+
+def test_ctrl_c_marks_training_interrupted_and_says_how_to_resume(tmp_path):
+    cmd = [sys.executable, "-m", "mlx_core", "run", "translation", "train", "--runs-dir", str(tmp_path),
+           "--device", device(), *sets(*TINY, "train.epochs=40")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = wait_for_checkpoint(tmp_path, 6, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    m = json.loads((run_dir / "run.json").read_text())
+    assert m["stages"]["train"]["status"] == "interrupted"
+    note = next(n for n in m["notes"] if n.startswith("training interrupted"))
+    assert f"--from {run_dir}" in note and "checkpoint-" in note
