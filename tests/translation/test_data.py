@@ -77,3 +77,15 @@ def test_folder_without_dataset_names_what_it_looked_for(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("x")
     one_error_line(run_cli("data", tmp_path / "runs", f"data.path={folder}"), "nothing", ".parquet/.jsonl shards")
+
+
+def test_tokenizer_training_is_reproducible():
+    """UnigramTrainer alone orders some pieces by hash-map order; the plugin's tokenizer must not."""
+    import json
+
+    from mlx_translation.tokenizer import train_unigram
+
+    texts = [r["translation"][k] for r in pairs(300) for k in ("en", "fr")]
+    vocabs = [json.loads(train_unigram(texts, 150).backend_tokenizer.to_str())["model"]["vocab"] for _ in range(3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    assert [p for p, _ in vocabs[0][:3]] == ["<pad>", "</s>", "<unk>"] and len(vocabs[0]) == 150

@@ -49,9 +49,32 @@ def train_unigram(texts: list[str], vocab_size: int):
     tok.train_from_iterator(texts, trainer=trainer)
     vocab = [tuple(piece) for piece in json.loads(tok.to_str())["model"]["vocab"]]
     assert [p for p, _ in vocab[:3]] == SPECIAL, vocab[:3]
+    vocab = vocab[:3] + canonical_pieces(vocab[3:])
     wrapped = T5Tokenizer(vocab=vocab, extra_ids=0)
     wrapped.backend_tokenizer.normalizer = normalizers.NFKC()
     return wrapped
+
+
+def canonical_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The trainer's pieces in an order that depends only on the corpus.
+
+    ``UnigramTrainer`` is not reproducible run to run: the last bits of the scores vary, and the
+    single characters it appends after the learned pieces (scores 1e-4 apart, below all others)
+    come in hash-map order. Rounded scores, ties broken by the piece, and the appended characters
+    sorted make the same corpus give the same token ids, which repeated and resumed runs rely on.
+    """
+    rounded = [(p, round(score, 6)) for p, score in pieces]
+    tail = len(rounded)
+    while (
+        tail > 0
+        and len(rounded[tail - 1][0]) == 1
+        and (tail == len(rounded) or rounded[tail - 1][1] - rounded[tail][1] <= 2e-4)
+    ):
+        tail -= 1
+    learned = sorted(rounded[:tail], key=lambda ps: (-ps[1], ps[0]))
+    chars = sorted(p for p, _ in rounded[tail:])
+    scores = sorted((s for _, s in rounded[tail:]), reverse=True)
+    return learned + list(zip(chars, scores, strict=True))
 
 
 def load_or_train_tokenizer(ctx, train_split, prefix: str):

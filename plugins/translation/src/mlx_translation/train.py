@@ -51,6 +51,7 @@ def make_callback(ctx, total_epochs: float):
             self.epoch_start: float | None = None
             self.last_loss: float | None = None
             self.advance = None
+            self.pending: tuple[dict[str, float], int] | None = None
 
         def on_epoch_begin(self, args, state, control, **kw):
             self.epoch_start = time.perf_counter()
@@ -72,7 +73,16 @@ def make_callback(ctx, total_epochs: float):
             row = {k: float(v) for k, v in metrics.items() if k in ("eval_bleu", "eval_loss", "eval_gen_len")}
             if self.last_loss is not None:
                 row["train_loss"] = self.last_loss
-            ctx.log_metrics(row, step=int(round(state.epoch or 0)))
+            self.pending = (row, int(round(state.epoch or 0)))
+
+        def on_save(self, args, state, control, **kw):
+            # The Trainer evaluates, then checkpoints: the epoch's row goes into run.json only once its
+            # checkpoint is complete, so a run killed at any moment has a checkpoint for every logged
+            # epoch and a --from resume never logs an epoch twice.
+            if self.pending is not None:
+                row, step = self.pending
+                self.pending = None
+                ctx.log_metrics(row, step=step)
 
     return MlxCallback()
 
@@ -230,12 +240,15 @@ def run(ctx, data: dict[str, Any], model):
     examples = (trainer.state.global_step - steps_before) * cfg.batch_size
     final = trainer.evaluate(eval_dataset=test, metric_key_prefix="test")
     bleu = float(final["test_bleu"])
+    epoch_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "bleu": bleu,
         "bleu_untrained": untrained,
         "gen_len": float(final["test_gen_len"]),
         "test_loss": float(final["test_loss"]),
-        "train_loss": float(result.training_loss),
+        # the last epoch's mean training loss: unlike TrainOutput.training_loss (which only sums the
+        # steps run since a resume) it is the same for a resumed and an uninterrupted run
+        "train_loss": float(epoch_losses[-1]) if epoch_losses else float(result.training_loss),
         "train_seconds": round(callback.train_seconds, 3),
         "learning_rate": lr,
     }
