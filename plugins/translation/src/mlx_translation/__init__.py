@@ -1,0 +1,98 @@
+"""mlx translation plugin: the Hugging Face opus_books EN->FR T5 workflow as mlx stages.
+
+Hooks only; the stages live in ``data``, ``model``, ``train``, ``export`` and ``predict`` and are
+imported inside the hooks so that listing plugins never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mlx_core import PluginInfo, hookimpl
+
+from .config import TranslationConfig
+
+NAME = "translation"
+
+# Nothing may be downloaded: every model, tokenizer and dataset comes from a local path.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def offline() -> None:
+    """Set the offline switches before transformers/datasets/huggingface_hub are first imported,
+    and silence the libraries' own progress bars (the run has its own)."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@hookimpl
+def mlx_plugin():
+    return PluginInfo(
+        name=NAME,
+        summary="T5 translation (opus_books shape): datasets + Seq2SeqTrainer + SacreBLEU, save_pretrained and torch.export",
+        stages=("data", "model", "train", "export"),
+        hardware=("cpu", "cuda"),
+        config=TranslationConfig,
+        requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
+        profiler="torch",
+    )
+
+
+@hookimpl
+def mlx_data(ctx):
+    if ctx.plugin != NAME:
+        return None
+    offline()
+    from . import data
+
+    return data.build(ctx)
+
+
+@hookimpl
+def mlx_model(ctx, data):
+    if ctx.plugin != NAME:
+        return None
+    offline()
+    from . import model
+
+    return model.build(ctx, data)
+
+
+@hookimpl
+def mlx_train(ctx, data, model):
+    if ctx.plugin != NAME:
+        return None
+    offline()
+    from . import train
+
+    return train.run(ctx, data, model)
+
+
+@hookimpl
+def mlx_export(ctx, data, model):
+    if ctx.plugin != NAME:
+        return None
+    offline()
+    from . import export
+
+    return export.run(ctx, data, model)
+
+
+@hookimpl
+def mlx_predict(ctx, inputs):
+    if ctx.plugin != NAME:
+        return None
+    offline()
+    from . import predict
+
+    return predict.run(ctx, inputs)

@@ -1,0 +1,123 @@
+"""Shared helpers: tiny configs, CLI runs in subprocesses, one tiny exported run for the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlx_core.runs import Manifest
+from mlx_core.testing import cli
+
+# A model and corpus small enough that every stage takes seconds on a busy 2-core machine.
+TINY = [
+    "data.size=120",
+    "data.vocab_size=150",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_heads=2",
+    "model.num_layers=1",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "train.eval_samples=8",
+    "train.generation_max_length=16",
+    "export.parity_samples=4",
+    "export.parity_max_new_tokens=12",
+]
+
+
+def sets(*items: str) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        out += ["--set", item]
+    return out
+
+
+def run_cli(stage: str, runs_dir: Path, *overrides: str, extra: tuple[str, ...] = ()):
+    """``mlx run translation STAGE`` with TINY + overrides; returns the completed process."""
+    return cli(
+        "run", "translation", stage, "--runs-dir", str(runs_dir), "--device", device(), *sets(*TINY, *overrides), *extra
+    )
+
+
+def ok(proc) -> Manifest:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Manifest.load(proc.stdout.strip().splitlines()[-1])
+
+
+def one_error_line(proc, *fragments: str) -> str:
+    """The process failed as a user error: exit 2 and exactly one stderr line, naming the fragments."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, f"exit {proc.returncode}:\n{proc.stderr[-3000:]}"
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr[-3000:]
+    # the only other output allowed is the core's "run <dir>" banner (rich wraps it at 80 columns)
+    before = "".join(lines[:-1])
+    assert before == "" or (before.startswith("run ") and "error" not in before), proc.stderr[-3000:]
+    for f in fragments:
+        assert f in errors[0], (f, errors[0])
+    return errors[0]
+
+
+def device() -> str:
+    return os.environ.get("MLX_TEST_DEVICE", "cpu")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def pairs(n: int, seed: int = 0) -> list[dict]:
+    from mlx_translation.grammar import generate
+
+    return generate(n, seed=seed)
+
+
+def wait_for_checkpoint(runs: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    """Wait until a complete ``checkpoint-N`` (N >= step, its trainer_state.json written) exists; return the run dir."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for state in runs.glob("translation/*/train/checkpoints/checkpoint-*/trainer_state.json"):
+            if int(state.parent.name.split("-")[1]) >= step:
+                return state.parents[3]
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"run ended (exit {proc.returncode}) before checkpoint {step}: {proc.stderr.read()[-2000:]}"
+            )
+        time.sleep(0.05)
+    raise AssertionError(f"training never reached checkpoint {step}")
+
+
+@pytest.fixture(scope="session")
+def killed_run(tmp_path_factory) -> dict:
+    """A tiny run through export that is SIGKILLed after its first epoch checkpoint, then finished with --from.
+
+    Shared by the resume, export and predict tests (one training run for all of them).
+    96 train records / batch 16 = 6 steps an epoch; 4 epochs = 24 steps.
+    """
+    runs = tmp_path_factory.mktemp("runs")
+    cmd = [sys.executable, "-m", "mlx_core", "run", "translation", "export", "--runs-dir", str(runs),
+           "--device", device(), *sets(*TINY, "train.epochs=4")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_dir = wait_for_checkpoint(runs, 6, proc)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    killed = json.loads((run_dir / "run.json").read_text())  # still valid JSON after a hard kill
+    corpus = (run_dir / "data" / "corpus.jsonl").read_bytes()
+    resumed = cli("run", "translation", "export", "--from", str(run_dir), "--device", device())
+    return {"run_dir": run_dir, "killed": killed, "corpus": corpus, "resumed": resumed}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(killed_run) -> Path:
+    """The finished tiny run (exported), shared by the export and predict tests."""
+    ok(killed_run["resumed"])
+    return killed_run["run_dir"]

@@ -1,0 +1,78 @@
+"""Export: save_pretrained reload, pipeline record, torch.export parity on new inputs."""
+
+import json
+
+from mlx_core.runs import Manifest
+
+
+def test_save_pretrained_reloads_and_translates_like_the_run(tiny_run):
+    import torch
+    from mlx_translation.predict import Translator
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5TokenizerFast
+
+    folder = tiny_run / "export" / "hf"
+    assert (folder / "model.safetensors").stat().st_size > 0
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert isinstance(tok, T5TokenizerFast)
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
+    texts = ["The red car is big.", "I see two dogs."]
+    translator = Translator(folder)
+    out = translator(texts, max_new_tokens=12)
+    assert [set(r) for r in out] == [{"translation_text"}] * 2
+    enc = tok(["translate English to French: " + t for t in texts], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ids = model.generate(**enc, max_new_tokens=12, do_sample=False, num_beams=1)
+    assert [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)] == [r["translation_text"] for r in out]
+
+
+def test_manifest_records_parity_and_pipeline(tiny_run):
+    m = Manifest.load(tiny_run)
+    metrics = m.data["metrics"]
+    assert metrics["reload_identical"] == metrics["parity_samples"] == 4
+    assert metrics["export_token_identical"] == 4
+    assert metrics["export_max_abs_logit_diff"] < 1e-4
+    pipe = m.data["records"]["pipeline_translation"]
+    import transformers
+
+    if not pipe["available"]:  # transformers 5 removed the translation pipeline
+        assert pipe["transformers"] == transformers.__version__ and "removed" in pipe["reason"]
+    paths = {a["path"] for a in m.artifacts()}
+    assert {
+        "export/hf/model.safetensors",
+        "export/torch_export/encoder.pt2",
+        "export/torch_export/decoder.pt2",
+    } <= paths
+
+
+def _strip(row, pad):
+    """Token ids without trailing padding (generate pads finished rows)."""
+    toks = [int(t) for t in row]
+    while len(toks) > 1 and toks[-1] == pad:
+        toks.pop()
+    return toks
+
+
+def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
+    import torch
+    from mlx_translation.exported import ExportedSeq2Seq
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    folder = tiny_run / "export" / "hf"
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
+    runner = ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+    texts = [
+        "translate English to French: " + t
+        for t in ["A cat.", "The seven white horses are under my small table.", "We have it."]
+    ]
+    for batch in (texts[:1], texts):  # batch 1 and a padded batch of 3
+        enc = tok(batch, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            eager = model.generate(**enc, max_new_tokens=15, do_sample=False, num_beams=1)
+        got = runner.greedy(enc["input_ids"], enc["attention_mask"], 15)
+        pad = tok.pad_token_id
+        assert [_strip(r, pad) for r in got] == [_strip(r, pad) for r in eager]
+        beams = runner.beam(enc["input_ids"], enc["attention_mask"], 15, num_beams=3)
+        assert len(beams) == len(batch) and all(b[0] == model.config.decoder_start_token_id for b in beams)
+    meta = json.loads((tiny_run / "export" / "torch_export" / "exported.json").read_text())
+    assert meta["vocab_size"] == model.config.vocab_size
