@@ -60,10 +60,9 @@ def mlx_train(ctx, data, model):
     if ctx.plugin != NAME:
         return None
     check(ctx.config)
-    from .train import CKPT, check_processes, launch
+    from .train import CKPT, launch
 
     cfg = ctx.config
-    check_processes(cfg)
     resume = ctx.resumed and ctx.path(*CKPT).exists()
     advance = None
     total = None

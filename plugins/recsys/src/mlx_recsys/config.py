@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -145,6 +146,12 @@ def check(cfg: RecsysConfig) -> None:
             raise ConfigError(f"train.sharding.{table}: empty list of sharding types")
     if cfg.data.batch_size % cfg.train.nproc:
         raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by train.nproc {cfg.train.nproc}")
+    cores = os.cpu_count() or 1
+    if cfg.train.nproc > cores and not cfg.train.allow_oversubscribe:
+        raise ConfigError(
+            f"train.nproc={cfg.train.nproc} is more than this machine's {cores} cores; "
+            "set train.allow_oversubscribe=true to run anyway"
+        )
     try:
         parse_nnodes(cfg.train.nnodes)
     except ValueError:

@@ -15,18 +15,9 @@ from typing import Any
 
 from mlx_core import ConfigError, atomic_path, atomic_write, atomic_write_json
 
-from .config import RecsysConfig, parse_nnodes
+from .config import RecsysConfig, check, parse_nnodes
 
 CKPT = ("checkpoints", "last.pt")
-
-
-def check_processes(cfg: RecsysConfig) -> None:
-    cores = os.cpu_count() or 1
-    if cfg.train.nproc > cores and not cfg.train.allow_oversubscribe:
-        raise ConfigError(
-            f"train.nproc={cfg.train.nproc} is more than this machine's {cores} cores; "
-            "set train.allow_oversubscribe=true to run anyway"
-        )
 
 
 def _free_port() -> int:
@@ -37,7 +28,7 @@ def _free_port() -> int:
 
 def launch(cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None) -> dict[str, Any]:
     """Run the training job; returns rank 0's result (plan, history, final metrics)."""
-    check_processes(cfg)
+    check(cfg)
     job = {"config": cfg.model_dump(mode="json"), "spec": spec, "run_dir": str(run_dir), "resume": resume}
     lo, hi = parse_nnodes(cfg.train.nnodes)
     if cfg.train.nproc == 1 and hi == 1:
