@@ -41,6 +41,13 @@ def run_ok(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) 
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
+def line(label: str = "1", ints: list[str] | None = None, cats: list[str] | None = None) -> str:
+    """One Criteo-format TSV line (label, 13 integers, 26 hex categoricals)."""
+    ints = ints if ints is not None else ["1"] * 13
+    cats = cats if cats is not None else [""] * 26
+    return "\t".join([label, *ints, *cats]) + "\n"
+
+
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 

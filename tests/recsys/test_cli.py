@@ -3,7 +3,8 @@
 import json
 
 import torch
-from conftest import TINY, mlx, run_ok
+
+from conftest import mlx
 
 
 def test_one_process_run_learns_and_exports(trained_run):
@@ -22,7 +23,9 @@ def test_one_process_run_learns_and_exports(trained_run):
     assert m["records"]["sharding_plan"] == plan
     # checkpoint: a dict of tensors/ints that loads with weights_only
     ck = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert ck["epoch"] == 1 and ck["model"]["sparse_arch.embedding_bag_collection.embedding_bags.user_table.weight"].shape == (256, 8)
+    assert ck["epoch"] == 1 and ck["model"][
+        "sparse_arch.embedding_bag_collection.embedding_bags.user_table.weight"
+    ].shape == (256, 8)
     kinds = {a["kind"] for a in m["artifacts"]}
     assert {"dataset", "checkpoint", "sharding_plan", "plot", "model"} <= kinds
 
@@ -39,7 +42,7 @@ def test_export_reloads_without_training_code(trained_run, tmp_path):
     run_dir, _ = trained_run
     code = f"""
 import sys, torch, fbgemm_gpu
-m = torch.jit.load({str(run_dir / 'export' / 'model_int8.pt')!r})
+m = torch.jit.load({str(run_dir / "export" / "model_int8.pt")!r})
 dense = torch.zeros(3, 13); lengths = torch.tensor([1, 0, 2] + [1, 1, 1] + [0, 0, 0] + [1, 1, 1])
 values = torch.arange(int(lengths.sum()))
 p = m(dense, values, lengths)
@@ -68,20 +71,3 @@ def test_predict_scores_a_tsv(trained_run, tmp_path):
     assert rows[0]["auc"] > 0.6 and "auc" not in rows[1]
     scores = [float(x) for x in open(rows[1]["scores"]).read().split()]
     assert len(scores) == 10 and all(0 < s < 1 for s in scores)
-
-
-def test_resume_continues_from_the_checkpoint(tmp_path):
-    run_dir, m1 = run_ok("train", tmp_path, *TINY, "train.epochs=1")
-    ck1 = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    run_dir2, m2 = run_ok("train", tmp_path, "train.epochs=2", extra=("--from", str(run_dir)))
-    assert run_dir2 == run_dir
-    hist = m2["stages"]["train"]["history"]
-    assert [h["step"] for h in hist] == [1, 2]  # epoch 1 from the first invocation, epoch 2 resumed
-    assert hist[0]["val_auc"] == m1["stages"]["train"]["history"][0]["val_auc"]
-    ck2 = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert ck2["epoch"] == 1
-    key = "sparse_arch.embedding_bag_collection.embedding_bags.product_table.weight"
-    assert not torch.equal(ck1["model"][key], ck2["model"][key])
-    assert any("resumed" in n for n in m2["notes"])
-    # the resumed epoch starts from the trained weights, not from scratch: its loss is lower
-    assert hist[1]["train_loss"] < hist[0]["train_loss"]

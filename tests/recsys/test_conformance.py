@@ -1,8 +1,9 @@
 import subprocess
 import sys
 
-from conftest import TINY
 from mlx_core.testing import PluginConformance
+
+from conftest import TINY
 
 
 class TestConformance(PluginConformance):

@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
-from mlx_core import DataError
 from mlx_recsys import data as D
 from mlx_recsys.config import N_CATEGORICAL, RecsysConfig
+
+from mlx_core import DataError
 
 
 def line(label="1", ints=None, cats=None) -> str:
@@ -28,18 +29,32 @@ def test_parse_line_hashes_and_bags():
 def test_kjt_batch_with_empty_bags_like_the_tutorial():
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
-    exs = [D.Example(1.0, [0.0] * 13, [[101, 202]]), D.Example(0.0, [0.0] * 13, [[]]), D.Example(1.0, [0.0] * 13, [[303]])]
+    exs = [
+        D.Example(1.0, [0.0] * 13, [[101, 202]]),
+        D.Example(0.0, [0.0] * 13, [[]]),
+        D.Example(1.0, [0.0] * 13, [[303]]),
+    ]
     dense, kjt, labels = D.to_batch(exs, ["product"])
     assert kjt.keys() == ["product"]
     assert kjt.lengths().tolist() == [2, 0, 1]
     assert kjt.values().tolist() == [101, 202, 303]
     assert dense.shape == (3, 13) and labels.tolist() == [1.0, 0.0, 1.0]
     ebc = EmbeddingBagCollection(
-        tables=[EmbeddingBagConfig(name="product_table", embedding_dim=4, num_embeddings=4096, feature_names=["product"], pooling=PoolingType.SUM)]
+        tables=[
+            EmbeddingBagConfig(
+                name="product_table",
+                embedding_dim=4,
+                num_embeddings=4096,
+                feature_names=["product"],
+                pooling=PoolingType.SUM,
+            )
+        ]
     )
     pooled = ebc(kjt)["product"]
     w = ebc.embedding_bags["product_table"].weight
-    assert torch.allclose(pooled[0], w[101] + w[202]) and torch.all(pooled[1] == 0) and torch.allclose(pooled[2], w[303])
+    assert (
+        torch.allclose(pooled[0], w[101] + w[202]) and torch.all(pooled[1] == 0) and torch.allclose(pooled[2], w[303])
+    )
 
 
 def test_bad_line_error_names_file_and_line(tmp_path):
@@ -103,6 +118,6 @@ def test_rank_batches_partition_each_global_batch(tmp_path):
     r0 = list(D.train_batches(spec, 64, rank=0, world=2))
     r1 = list(D.train_batches(spec, 64, rank=1, world=2))
     assert len(full) == len(r0) == len(r1) == 5
-    for f, a, b in zip(full, r0, r1):
+    for f, a, b in zip(full, r0, r1, strict=True):
         assert a[0].shape[0] == b[0].shape[0] == 32
         assert torch.equal(torch.sort(torch.cat([a[0], b[0]]), dim=0).values, torch.sort(f[0], dim=0).values)

@@ -8,8 +8,8 @@ from mlx_recsys.metrics import auc, normalized_entropy
 
 
 def brute_auc(s, y):
-    pos = [a for a, l in zip(s, y) if l == 1]
-    neg = [a for a, l in zip(s, y) if l == 0]
+    pos = [a for a, lab in zip(s, y, strict=True) if lab == 1]
+    neg = [a for a, lab in zip(s, y, strict=True) if lab == 0]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 

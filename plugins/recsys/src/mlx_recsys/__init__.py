@@ -78,11 +78,15 @@ def mlx_train(ctx, data, model):
     for name in ("plan.txt", "plan.json"):
         ctx.add_artifact(ctx.path("train", name), kind="sharding_plan")
     ctx.log(f"sharding plan:\n{result['plan_text']}")
+    # the manifest keeps the history rows of an earlier (interrupted) invocation under --from
+    logged = {r.get("step") for r in ctx.manifest.stage("train").get("history", [])}
     for row in result["history"]:
-        step = row["epoch"]
-        ctx.manifest.log_metrics("train", {k: v for k, v in row.items() if k != "epoch"}, step)
+        if row["epoch"] not in logged:
+            ctx.manifest.log_metrics("train", {k: v for k, v in row.items() if k != "epoch"}, row["epoch"])
     if resume:
-        ctx.note("train: resumed from checkpoints/last.pt (the fused sparse optimizer's row-wise Adagrad state restarts)")
+        ctx.note(
+            "train: resumed from checkpoints/last.pt (the fused sparse optimizer's row-wise Adagrad state restarts)"
+        )
     final = result["history"][-1]
     ctx.log_metrics({"val_auc": final["val_auc"], "val_ne": final["val_ne"], "train_loss": final["train_loss"],
                      "examples_per_s": final["examples_per_s"]})  # fmt: skip

@@ -23,7 +23,9 @@ class TableConfig(Section):
     name: str = Field("table", min_length=1, description="table name (key of train.sharding)")
     embedding_dim: int = Field(64, ge=4, le=4096, description="embedding width; a multiple of 4 (fbgemm kernels)")
     num_embeddings: int = Field(4096, ge=1, le=1 << 31, description="rows; categorical ids are hashed into this")
-    feature_names: list[str] = Field(default_factory=lambda: ["feature"], min_length=1, description="features looked up in this table")
+    feature_names: list[str] = Field(
+        default_factory=lambda: ["feature"], min_length=1, description="features looked up in this table"
+    )
     pooling: Literal["SUM", "MEAN"] = Field("SUM", description="how a bag of ids is pooled")
 
     @field_validator("embedding_dim")
@@ -48,19 +50,25 @@ def _default_tables() -> list[TableConfig]:
 
 
 class DataConfig(Section):
-    path: str | None = Field(None, description="a Criteo-format TSV (label, 13 ints, 26 hex categoricals); None: generated click log")
+    path: str | None = Field(
+        None, description="a Criteo-format TSV (label, 13 ints, 26 hex categoricals); None: generated click log"
+    )
     examples: int = Field(20000, ge=50, le=10_000_000, description="rows of the generated click log")
     users: int = Field(2000, ge=2, description="users in the generated log (power-law popularity)")
     products: int = Field(3000, ge=2, description="products in the generated log (power-law popularity)")
     categories: int = Field(50, ge=1, description="product categories in the generated log")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="every round(1/val_fraction)-th example is held out")
     batch_size: int = Field(256, ge=2, le=1 << 20, description="global batch size (split evenly over processes)")
-    on_bad_line: Literal["error", "skip"] = Field("error", description="a malformed TSV line: stop (error) or skip and count it")
+    on_bad_line: Literal["error", "skip"] = Field(
+        "error", description="a malformed TSV line: stop (error) or skip and count it"
+    )
     categorical_names: list[str] = Field(
         default_factory=lambda: list(DEFAULT_CATEGORICAL),
         description="feature names of the 26 categorical columns, in column order",
     )
-    multi_value_sep: str = Field(",", min_length=1, max_length=1, description="separates several hex ids in one categorical cell")
+    multi_value_sep: str = Field(
+        ",", min_length=1, max_length=1, description="separates several hex ids in one categorical cell"
+    )
 
     @field_validator("categorical_names")
     @classmethod
@@ -73,14 +81,22 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    tables: list[TableConfig] = Field(default_factory=_default_tables, min_length=1, description="embedding tables (EmbeddingBagConfig)")
-    dense_arch: list[int] = Field(default_factory=lambda: [128], description="hidden sizes of the DLRM dense MLP (the embedding dim is appended)")
-    over_arch: list[int] = Field(default_factory=lambda: [128, 64], description="hidden sizes of the DLRM over MLP (1 logit is appended)")
+    tables: list[TableConfig] = Field(
+        default_factory=_default_tables, min_length=1, description="embedding tables (EmbeddingBagConfig)"
+    )
+    dense_arch: list[int] = Field(
+        default_factory=lambda: [128], description="hidden sizes of the DLRM dense MLP (the embedding dim is appended)"
+    )
+    over_arch: list[int] = Field(
+        default_factory=lambda: [128, 64], description="hidden sizes of the DLRM over MLP (1 logit is appended)"
+    )
 
 
 class TrainConfig(Section):
     epochs: int = Field(2, ge=1, le=1000, description="passes over the training split")
-    nproc: int = Field(1, ge=1, le=1024, description="processes per node (gloo on CPU); >1 uses torch.distributed's elastic launcher")
+    nproc: int = Field(
+        1, ge=1, le=1024, description="processes per node (gloo on CPU); >1 uses torch.distributed's elastic launcher"
+    )
     allow_oversubscribe: bool = Field(False, description="allow more processes than this machine has cores")
     nnodes: str = Field("1", description="number of nodes, torchrun style: N or MIN:MAX")
     rdzv_backend: str = Field("c10d", description="elastic rendezvous backend")
@@ -88,9 +104,12 @@ class TrainConfig(Section):
     rdzv_id: str = Field("", description="rendezvous id shared by all nodes; empty: the run id")
     sharding: dict[str, str | list[str]] = Field(
         default_factory=dict,
-        description="per-table ParameterConstraints: table name -> allowed sharding type(s) among " + ", ".join(SHARDING_TYPES),
+        description="per-table ParameterConstraints: table name -> allowed sharding type(s) among "
+        + ", ".join(SHARDING_TYPES),
     )
-    sparse_optimizer: Literal["rowwise_adagrad", "sgd"] = Field("rowwise_adagrad", description="optimizer fused into the embedding backward")
+    sparse_optimizer: Literal["rowwise_adagrad", "sgd"] = Field(
+        "rowwise_adagrad", description="optimizer fused into the embedding backward"
+    )
     sparse_lr: float = Field(0.05, gt=0, description="learning rate of the fused sparse optimizer")
     dense_lr: float = Field(0.003, gt=0, description="Adam learning rate of the dense (MLP) parameters")
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps (tests)")
@@ -98,7 +117,9 @@ class TrainConfig(Section):
 
 
 class ExportConfig(Section):
-    max_auc_drop: float = Field(0.02, ge=0, le=1, description="fail the export when int8 AUC is this much below float AUC")
+    max_auc_drop: float = Field(
+        0.02, ge=0, le=1, description="fail the export when int8 AUC is this much below float AUC"
+    )
 
 
 class PredictConfig(Section):

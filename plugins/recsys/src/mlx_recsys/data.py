@@ -88,14 +88,17 @@ def parse_line(line: str, schema: Schema) -> Example:
         # the usual Criteo transform: log(1 + x), negative counts clipped to 0
         dense.append(math.log1p(v) if v > 0 else 0.0)
     sparse = []
-    for f, col, rows in zip(schema.features, schema.columns, schema.rows):
+    for f, col, rows in zip(schema.features, schema.columns, schema.rows, strict=True):
         cell = parts[1 + N_DENSE + col].strip()
         bag = []
         if cell:
             for tok in cell.split(schema.sep):
                 tok = tok.strip()
                 if tok.startswith("-"):
-                    raise BadLine("negative_id", f"negative id {tok!r} in categorical column C{col + 1} ({f}); ids must be non-negative hex")
+                    raise BadLine(
+                        "negative_id",
+                        f"negative id {tok!r} in categorical column C{col + 1} ({f}); ids must be non-negative hex",
+                    )
                 try:
                     bag.append(int(tok, 16) % rows)
                 except ValueError:
@@ -104,31 +107,38 @@ def parse_line(line: str, schema: Schema) -> Example:
     return Example(float(label == "1"), dense, sparse)
 
 
-def read_tsv(path: str | Path, schema: Schema, on_bad_line: str = "error", stats: ScanStats | None = None) -> Iterator[Example]:
+def decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadLine("encoding", "not UTF-8 text (a binary file?)") from None
+
+
+def read_tsv(
+    path: str | Path, schema: Schema, on_bad_line: str = "error", stats: ScanStats | None = None
+) -> Iterator[Example]:
     """Stream the good examples of a TSV; bad lines raise DataError (file:line) or are counted."""
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8", newline="")
+        fh = open(path, "rb")
     except OSError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
     with fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, raw in enumerate(fh, start=1):
             if stats is not None:
                 stats.lines += 1
-            if not line.strip():
+            if not raw.strip():
                 if stats is not None:
                     stats.skipped["empty"] += 1
                 continue
             try:
-                ex = parse_line(line, schema)
+                ex = parse_line(decode(raw), schema)
             except BadLine as bad:
                 if on_bad_line == "error":
                     raise DataError(f"{path}:{lineno}: {bad} (set data.on_bad_line=skip to skip such lines)") from None
                 if stats is not None:
                     stats.skipped[bad.reason] += 1
                 continue
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{lineno}: not UTF-8 text") from None
             if stats is not None:
                 stats.good += 1
                 stats.positives += int(ex.label)
@@ -249,7 +259,11 @@ def generate_click_log(path: Path, n: int, users: int, products: int, categories
         for i in range(n):
             u, p = int(user[i]), int(prod[i])
             hist = ",".join(f"{int(h):x}" for h in rng.choice(liked[u], size=hist_len[i], replace=False))
-            ints = [str(int(hour[i])), str(int(price[p])), str(int(hist_len[i]))] + [str(int(x)) for x in u_counts[u]] + [str(int(x)) for x in p_counts[p]]
+            ints = (
+                [str(int(hour[i])), str(int(price[p])), str(int(hist_len[i]))]
+                + [str(int(x)) for x in u_counts[u]]
+                + [str(int(x)) for x in p_counts[p]]
+            )
             if i % 7 == 0:
                 ints[5] = ""  # missing integer features, as in Criteo
             cats = [f"{u:x}", f"{p:x}", f"{int(p_cat[p]):x}", hist] + [""] * (N_CATEGORICAL - 4)
@@ -271,7 +285,9 @@ def prepare(ctx: Any) -> dict[str, Any]:
         path = generated
     else:
         with ctx.atomic_path("data", "clicks.tsv") as tmp:
-            facts = generate_click_log(tmp, cfg.data.examples, cfg.data.users, cfg.data.products, cfg.data.categories, ctx.seed)
+            facts = generate_click_log(
+                tmp, cfg.data.examples, cfg.data.users, cfg.data.products, cfg.data.categories, ctx.seed
+            )
         path = generated
         ctx.add_artifact(path, kind="dataset", format="criteo-tsv", generated=True, **facts)
         ctx.note("data: generated click log (power-law popularity, hidden user/product preferences)")

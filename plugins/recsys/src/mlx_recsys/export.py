@@ -59,8 +59,9 @@ def score(module: Any, batches) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def export(ctx: Any, spec: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
-    from mlx_core import StageFailed
     from torchrec.inference.modules import quantize_embeddings
+
+    from mlx_core import StageFailed
 
     from . import data as D
     from .metrics import auc
@@ -112,9 +113,13 @@ def export(ctx: Any, spec: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
     }
     ctx.log_metrics(metrics)
     ctx.add_artifact(out["float"], kind="model", format="torchscript", precision="float32", val_auc=aucs["float"])
-    ctx.add_artifact(out["int8"], kind="model", format="torchscript", precision="int8-rowwise-tables", val_auc=aucs["int8"])
+    ctx.add_artifact(
+        out["int8"], kind="model", format="torchscript", precision="int8-rowwise-tables", val_auc=aucs["int8"]
+    )
     ctx.add_artifact(ctx.path(*META_FILE), kind="metadata")
     drop = aucs["float"] - aucs["int8"]
     if drop > cfg.export.max_auc_drop:
-        raise StageFailed(f"int8 export loses {drop:.4f} AUC on the held-out split (limit export.max_auc_drop={cfg.export.max_auc_drop})")
+        raise StageFailed(
+            f"int8 export loses {drop:.4f} AUC on the held-out split (limit export.max_auc_drop={cfg.export.max_auc_drop})"
+        )
     return {"int8": str(out["int8"]), "float": str(out["float"]), **metrics}

@@ -9,7 +9,7 @@ from typing import Any
 from mlx_core import DataError, RunError
 
 from .config import N_COLUMNS_UNLABELED
-from .data import N_COLUMNS, BadLine, Schema, parse_line, to_batch
+from .data import N_COLUMNS, BadLine, Schema, decode, parse_line, to_batch
 from .export import META_FILE, MODEL_FILE, load_scorer
 
 
@@ -34,27 +34,30 @@ def predict(ctx: Any, inputs: list[str]) -> list[dict[str, Any]]:
             raise DataError(f"input {text} is not a file (expected a Criteo-format TSV)")
         out_path = ctx.output_dir / f"{path.stem}.scores.tsv"
         probs, labels, labeled, skipped = [], [], True, 0
-        buf = []
+        buf: list = []
 
-        def flush() -> None:
+        def flush(buf=buf, probs=probs, labels=labels) -> None:
             dense, kjt, y = to_batch(buf, schema.features)
             with torch.no_grad():
                 probs.append(module(dense, kjt.values(), kjt.lengths()))
             labels.append(y)
             buf.clear()
 
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
                     continue
-                # unlabeled lines (the Criteo test format: 39 columns) are scored too
-                if line.rstrip("\r\n").count("\t") == N_COLUMNS_UNLABELED - 1:
-                    line, labeled = "0\t" + line, False
                 try:
+                    line = decode(raw)
+                    # unlabeled lines (the Criteo test format: 39 columns) are scored too
+                    if line.rstrip("\r\n").count("\t") == N_COLUMNS_UNLABELED - 1:
+                        line, labeled = "0\t" + line, False
                     buf.append(parse_line(line, schema))
                 except BadLine as bad:
                     if on_bad == "error":
-                        raise DataError(f"{path}:{lineno}: {bad} (set data.on_bad_line=skip to skip such lines)") from None
+                        raise DataError(
+                            f"{path}:{lineno}: {bad} (set data.on_bad_line=skip to skip such lines)"
+                        ) from None
                     skipped += 1
                     continue
                 if len(buf) == bs:

@@ -47,7 +47,7 @@ def copy_into(dmp: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
             if isinstance(t, ShardedTensor):
                 for shard in t.local_shards():
                     off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                    idx = tuple(slice(o, o + s) for o, s in zip(off, size))
+                    idx = tuple(slice(o, o + s) for o, s in zip(off, size, strict=True))
                     shard.tensor.copy_(src[idx])
             elif _is_dtensor(t):
                 raise NotImplementedError(f"resuming DTensor state {name!r} is not supported")
@@ -64,7 +64,9 @@ def predict_probs(model: torch.nn.Module, batches) -> tuple[torch.Tensor, torch.
     return torch.cat(probs), torch.cat(labels)
 
 
-def evaluate(cfg: RecsysConfig, state: dict[str, torch.Tensor], spec: dict[str, Any], split: str = "val") -> dict[str, float]:
+def evaluate(
+    cfg: RecsysConfig, state: dict[str, torch.Tensor], spec: dict[str, Any], split: str = "val"
+) -> dict[str, float]:
     from . import data as D
     from .metrics import auc, logloss, normalized_entropy
     from .model import build_float

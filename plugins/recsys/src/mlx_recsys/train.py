@@ -26,7 +26,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None) -> dict[str, Any]:
+def launch(
+    cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None
+) -> dict[str, Any]:
     """Run the training job; returns rank 0's result (plan, history, final metrics)."""
     check(cfg)
     job = {"config": cfg.model_dump(mode="json"), "spec": spec, "run_dir": str(run_dir), "resume": resume}
@@ -63,7 +65,7 @@ def launch(cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool,
     )
     try:
         results = elastic_launch(lc, entrypoint)(job)
-    except Exception as exc:  # ChildFailedError: the worker's own error is in its log above
+    except Exception:
         err = _worker_error(run_dir)
         if err is not None:
             raise err from None
@@ -81,7 +83,9 @@ def entrypoint(job: dict[str, Any]) -> dict[str, Any]:
         from mlx_core import MlxError
 
         if isinstance(exc, MlxError):  # hand user errors to the parent as one line
-            atomic_write_json(Path(job["run_dir"]) / "train" / "worker_error.json", {"type": type(exc).__name__, "message": str(exc)})
+            atomic_write_json(
+                Path(job["run_dir"]) / "train" / "worker_error.json", {"type": type(exc).__name__, "message": str(exc)}
+            )
         raise
 
 
@@ -129,8 +133,10 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
         sharders = [Sharder()]
         try:
             plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
-        except Exception as exc:
-            raise ConfigError(f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001  the planner raises plain errors for impossible constraints
+            raise ConfigError(
+                f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0]}"
+            ) from None
         torch.manual_seed(cfg.seed + rank)
         dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
         dense_opt = KeyedOptimizerWrapper(
@@ -203,11 +209,22 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
                 )
                 with atomic_path(ckpt_path) as tmp:
                     torch.save(
-                        {"epoch": epoch, "model": state, "dense_opt": dense_opt.state_dict(), "history": json.dumps(history)},
+                        {
+                            "epoch": epoch,
+                            "model": state,
+                            "dense_opt": dense_opt.state_dict(),
+                            "history": json.dumps(history),
+                        },
                         tmp,
                     )
             dist.barrier()
-        return {"plan": plan_info, "plan_text": str(plan), "history": history, "world_size": world, "steps_per_epoch": steps_per_epoch}
+        return {
+            "plan": plan_info,
+            "plan_text": str(plan),
+            "history": history,
+            "world_size": world,
+            "steps_per_epoch": steps_per_epoch,
+        }
     finally:
         dist.destroy_process_group()
 
@@ -219,7 +236,13 @@ def _plan_dict(plan: Any) -> dict[str, Any]:
             shards = []
             if ps.sharding_spec is not None and hasattr(ps.sharding_spec, "shards"):
                 for sh in ps.sharding_spec.shards:
-                    shards.append({"offsets": list(sh.shard_offsets), "sizes": list(sh.shard_sizes), "placement": str(sh.placement)})
+                    shards.append(
+                        {
+                            "offsets": list(sh.shard_offsets),
+                            "sizes": list(sh.shard_sizes),
+                            "placement": str(sh.placement),
+                        }
+                    )
             out[param] = {
                 "module": module_path,
                 "sharding_type": ps.sharding_type,
