@@ -52,8 +52,15 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 
 
+# 2 gloo processes (elastic launcher) with planner constraints; the 1-process path is the resume test's
+TWO_PROCESSES = [
+    "train.nproc=2", "train.allow_oversubscribe=true",
+    'train.sharding={product_table="row_wise",user_table=["column_wise"]}',
+]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> tuple[Path, dict]:
-    """One tiny 1-process run through export, shared by the tests that inspect its outputs."""
+    """One tiny 2-process run through export, shared by the tests that inspect its outputs."""
     runs = tmp_path_factory.mktemp("runs")
-    return run_ok("export", runs, *TINY, "train.epochs=2", "data.examples=6000")
+    return run_ok("export", runs, *TINY, *TWO_PROCESSES, "train.epochs=2", "data.examples=6000")

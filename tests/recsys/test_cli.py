@@ -1,4 +1,4 @@
-"""End to end through the CLI: one process, generated data, export, predict, resume."""
+"""End to end through the CLI (the shared 2-process run): generated data, plan, export, predict."""
 
 import json
 
@@ -7,7 +7,7 @@ import torch
 from conftest import mlx
 
 
-def test_one_process_run_learns_and_exports(trained_run):
+def test_run_learns_and_exports(trained_run):
     run_dir, m = trained_run
     assert all(m["stages"][s]["status"] == "completed" for s in ("data", "model", "train", "export"))
     hist = m["stages"]["train"]["history"]
