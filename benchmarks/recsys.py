@@ -29,8 +29,12 @@ OUT = Path(__file__).parent / "results"
 # --- embedding lookups ------------------------------------------------------------------------
 def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, repeats: int, seed: int = 0) -> dict:
     import torch
+    from fbgemm_gpu.split_embedding_configs import EmbOptimType as OptimType
     from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation, PoolingMode
-    from fbgemm_gpu.split_table_batched_embeddings_ops_training import ComputeDevice, SplitTableBatchedEmbeddingBagsCodegen
+    from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
+        ComputeDevice,
+        SplitTableBatchedEmbeddingBagsCodegen,
+    )
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
     g = torch.Generator().manual_seed(seed)
@@ -41,12 +45,16 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
     values = (rows * u**3).long().clamp_max(rows - 1)
     kjt = KeyedJaggedTensor(keys=keys, values=values, lengths=lengths)
 
+    lr = 0.01
     tbe = SplitTableBatchedEmbeddingBagsCodegen(
         embedding_specs=[(rows, dim, EmbeddingLocation.HOST, ComputeDevice.CPU)] * n_tables,
         pooling_mode=PoolingMode.SUM,
         device=torch.device("cpu"),
+        optimizer=OptimType.EXACT_SGD,  # fused into backward, as DMP's "fused" compute kernel does
+        learning_rate=lr,
     )
-    bags = torch.nn.ModuleList(torch.nn.EmbeddingBag(rows, dim, mode="sum") for _ in range(n_tables))
+    bags = torch.nn.ModuleList(torch.nn.EmbeddingBag(rows, dim, mode="sum", sparse=True) for _ in range(n_tables))
+    opt = torch.optim.SGD(bags.parameters(), lr=lr)
     with torch.no_grad():
         for t, w in enumerate(tbe.split_embedding_weights()):
             bags[t].weight.copy_(w)
@@ -60,24 +68,43 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
             outs.append(bags[t](jt.values(), jt.offsets()[:-1]))
         return torch.cat(outs, dim=1)
 
+    grad = torch.randn(batch, n_tables * dim, generator=g)
+
+    def fused_step():  # forward + backward; the SGD update happens inside backward
+        tbe(kjt.values(), kjt.offsets()).backward(grad)
+
+    def loop_step():  # forward + backward (sparse gradients) + optimizer step
+        opt.zero_grad()
+        loop().backward(grad)
+        opt.step()
+
     with torch.no_grad():
-        a, b = fused(), loop()
-        max_diff = float((a - b).abs().max())
+        max_diff = float((fused() - loop()).abs().max())
+    fused_step(), loop_step()
+    with torch.no_grad():  # the same SGD update on both sides keeps the weights equal
+        max_diff_after_step = float((fused() - loop()).abs().max())
 
-    def timeit(fn) -> float:
-        with torch.no_grad():
-            fn()  # warm-up
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
+    def timed(fns: dict, grad_mode: bool) -> dict:
+        times: dict = {k: [] for k in fns}
+        with torch.set_grad_enabled(grad_mode):
+            for fn in fns.values():
+                fn()  # warm-up
+            for _ in range(repeats):  # interleaved, so load from other jobs hits both alike
+                for k, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t0)
+        return {k: statistics.median(v) for k, v in times.items()}
 
-    tf, tl = timeit(fused), timeit(loop)
+    fw = timed({"fused": fused, "loop": loop}, False)
+    tr = timed({"fused": fused_step, "loop": loop_step}, True)
+    tf, tl = fw["fused"], fw["loop"]
     return {
         "tables": n_tables, "rows": rows, "dim": dim, "batch": batch, "ids_per_batch": int(values.numel()),
-        "fused_examples_per_s": batch / tf, "loop_examples_per_s": batch / tl, "speedup": tl / tf, "max_abs_diff": max_diff,
+        "fused_examples_per_s": batch / tf, "loop_examples_per_s": batch / tl, "speedup": tl / tf,
+        "fused_train_examples_per_s": batch / tr["fused"], "loop_train_examples_per_s": batch / tr["loop"],
+        "train_speedup": tr["loop"] / tr["fused"],
+        "max_abs_diff": max_diff, "max_abs_diff_after_sgd_step": max_diff_after_step,
     }  # fmt: skip
 
 
@@ -90,7 +117,10 @@ def memory_bench(n_tables: int, rows: int, dim: int) -> dict:
     from mlx_recsys.export import table_bytes
     from mlx_recsys.model import build_float
 
-    tables = [{"name": f"t{i}", "embedding_dim": dim, "num_embeddings": rows, "feature_names": [DEFAULT_CATEGORICAL[i]]} for i in range(n_tables)]
+    tables = [
+        {"name": f"t{i}", "embedding_dim": dim, "num_embeddings": rows, "feature_names": [DEFAULT_CATEGORICAL[i]]}
+        for i in range(n_tables)
+    ]
     cfg = RecsysConfig.model_validate({"model": {"tables": tables}})
     model = build_float(cfg)
     f = table_bytes(model.state_dict())
@@ -143,6 +173,12 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=20000, help="generated click-log rows for training")
     ap.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--shardings", nargs="+", default=["table_wise", "row_wise"])
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the lookup benchmark (1: OpenMP waits on a loaded machine swamp the timings)",
+    )
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -153,8 +189,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    torch.set_num_threads(os.cpu_count() or 1)
+    console = Console(width=170)
+    torch.set_num_threads(args.threads)
     lookups = []
     for n in args.tables:
         console.log(f"lookup: {n} tables")
@@ -168,31 +204,48 @@ def main() -> None:
                     console.log(f"train: {nproc} process(es), {sharding}")
                     training.append(train_bench(nproc, sharding, Path(tmp), args.examples, 2))
 
-    t = Table(title="embedding lookup (forward, median)")
-    for c in ("tables", "ids/batch", "fused ex/s", "loop ex/s", "speedup", "max |diff|"):
+    t = Table(title=f"embedding lookups (median, {args.threads} thread(s), batch {args.batch}, dim {args.dim})")
+    for c in ("tables", "ids/batch", "fused fwd ex/s", "loop fwd ex/s", "fwd speedup", "fused train ex/s", "loop train ex/s",
+              "train speedup", "max |diff|"):  # fmt: skip
         t.add_column(c, justify="right")
     for r in lookups:
         t.add_row(str(r["tables"]), str(r["ids_per_batch"]), f"{r['fused_examples_per_s']:,.0f}", f"{r['loop_examples_per_s']:,.0f}",
-                  f"{r['speedup']:.2f}x", f"{r['max_abs_diff']:.1e}")  # fmt: skip
+                  f"{r['speedup']:.2f}x", f"{r['fused_train_examples_per_s']:,.0f}", f"{r['loop_train_examples_per_s']:,.0f}",
+                  f"{r['train_speedup']:.2f}x", f"{max(r['max_abs_diff'], r['max_abs_diff_after_sgd_step']):.1e}")  # fmt: skip
     console.print(t)
     t = Table(title=f"table memory ({args.rows} rows x {args.dim})")
     for c in ("tables", "float32", "int8 row-wise", "ratio"):
         t.add_column(c, justify="right")
     for r in memory:
-        t.add_row(str(r["tables"]), f"{r['float_bytes'] / 2**20:.1f} MiB", f"{r['int8_bytes'] / 2**20:.1f} MiB", f"{r['ratio']:.2f}x")
+        t.add_row(
+            str(r["tables"]),
+            f"{r['float_bytes'] / 2**20:.1f} MiB",
+            f"{r['int8_bytes'] / 2**20:.1f} MiB",
+            f"{r['ratio']:.2f}x",
+        )
     console.print(t)
     if training:
         t = Table(title=f"DMP training (gloo, {args.examples} generated examples, batch 512, epoch 2)")
         for c in ("processes", "sharding", "examples/s", "val AUC", "wall s"):
             t.add_column(c, justify="right")
         for r in training:
-            t.add_row(str(r["nproc"]), r["sharding"], f"{r['examples_per_s']:,.0f}", f"{r['val_auc']:.4f}", f"{r['wall_s']:.1f}")
+            t.add_row(
+                str(r["nproc"]),
+                r["sharding"],
+                f"{r['examples_per_s']:,.0f}",
+                f"{r['val_auc']:.4f}",
+                f"{r['wall_s']:.1f}",
+            )
         console.print(t)
 
     OUT.mkdir(parents=True, exist_ok=True)
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "note": "2 cores shared with other jobs: timings are noisy"},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "note": "2 cores shared with other jobs: timings are noisy",
+        },  # fmt: skip
         "args": vars(args),
         "lookup": lookups,
         "memory": memory,
@@ -216,7 +269,19 @@ def plot(result: dict, path: Path) -> None:
     ax[0].bar([i - 0.2 for i in x], [r["fused_examples_per_s"] for r in lk], 0.4, label="fused TBE (fbgemm)")
     ax[0].bar([i + 0.2 for i in x], [r["loop_examples_per_s"] for r in lk], 0.4, label="nn.EmbeddingBag loop")
     ax[0].set_xticks(list(x), [f"{r['tables']} tables" for r in lk])
-    ax[0].set_ylabel("examples/s (forward)")
+    ax[0].bar(
+        [i - 0.2 for i in x],
+        [r["fused_train_examples_per_s"] for r in lk],
+        0.4,
+        fill=False,
+        hatch="//",
+        edgecolor="C0",
+        label="fused, fwd+bwd+update",
+    )
+    ax[0].bar([i + 0.2 for i in x], [r["loop_train_examples_per_s"] for r in lk], 0.4, fill=False, hatch="//", edgecolor="C1",
+              label="loop, fwd+bwd+update")  # fmt: skip
+    ax[0].set_ylabel("examples/s")
+    ax[0].set_yscale("log")
     ax[0].legend(fontsize=8)
     mem = result["memory"]
     x = range(len(mem))
@@ -227,7 +292,9 @@ def plot(result: dict, path: Path) -> None:
     ax[1].legend(fontsize=8)
     if result["training"]:
         tr = result["training"]
-        ax[2].bar(range(len(tr)), [r["examples_per_s"] for r in tr], color=["C0" if r["nproc"] == 1 else "C1" for r in tr])
+        ax[2].bar(
+            range(len(tr)), [r["examples_per_s"] for r in tr], color=["C0" if r["nproc"] == 1 else "C1" for r in tr]
+        )
         ax[2].set_xticks(range(len(tr)), [f"{r['nproc']}p {r['sharding']}" for r in tr], rotation=20, fontsize=8)
         ax[2].set_ylabel("training examples/s")
     fig.tight_layout()

@@ -63,6 +63,10 @@ def mlx_train(ctx, data, model):
     from .train import CKPT, launch
 
     cfg = ctx.config
+    if ctx.device != "cpu":
+        ctx.note(
+            f"train: runs on CPU with gloo even with --device {ctx.device} (the NCCL/GPU path is not implemented yet)"
+        )
     resume = ctx.resumed and ctx.path(*CKPT).exists()
     advance = None
     total = None

@@ -6,6 +6,7 @@ kernels), not torchrec nor this plugin."""
 # no `from __future__ import annotations`: torch.fx codegen needs real annotations on Scorer.forward
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ class Scorer(torch.nn.Module):
 def script(module: torch.nn.Module) -> torch.jit.ScriptModule:
     import torchrec.fx
 
-    return torch.jit.script(torchrec.fx.symbolic_trace(module))
+    with warnings.catch_warnings():  # TorchScript deprecation / annotation notices: not actionable here
+        warnings.simplefilter("ignore")
+        return torch.jit.script(torchrec.fx.symbolic_trace(module))
 
 
 def table_bytes(state: dict[str, torch.Tensor]) -> int:
@@ -46,7 +49,9 @@ def table_bytes(state: dict[str, torch.Tensor]) -> int:
 def load_scorer(path: str | Path) -> torch.jit.ScriptModule:
     import fbgemm_gpu  # noqa: F401  (registers the fbgemm operators the scripted module calls)
 
-    return torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 def score(module: Any, batches) -> tuple[torch.Tensor, torch.Tensor]:
