@@ -111,11 +111,10 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
 # --- table memory -----------------------------------------------------------------------------
 def memory_bench(n_tables: int, rows: int, dim: int) -> dict:
     import torch
-    from torchrec.inference.modules import quantize_embeddings
-
     from mlx_recsys.config import DEFAULT_CATEGORICAL, RecsysConfig
     from mlx_recsys.export import table_bytes
     from mlx_recsys.model import build_float
+    from torchrec.inference.modules import quantize_embeddings
 
     tables = [
         {"name": f"t{i}", "embedding_dim": dim, "num_embeddings": rows, "feature_names": [DEFAULT_CATEGORICAL[i]]}
@@ -265,23 +264,15 @@ def plot(result: dict, path: Path) -> None:
     n = 3 if result["training"] else 2
     fig, ax = plt.subplots(1, n, figsize=(4.2 * n, 3.4))
     lk = result["lookup"]
-    x = range(len(lk))
-    ax[0].bar([i - 0.2 for i in x], [r["fused_examples_per_s"] for r in lk], 0.4, label="fused TBE (fbgemm)")
-    ax[0].bar([i + 0.2 for i in x], [r["loop_examples_per_s"] for r in lk], 0.4, label="nn.EmbeddingBag loop")
-    ax[0].set_xticks(list(x), [f"{r['tables']} tables" for r in lk])
-    ax[0].bar(
-        [i - 0.2 for i in x],
-        [r["fused_train_examples_per_s"] for r in lk],
-        0.4,
-        fill=False,
-        hatch="//",
-        edgecolor="C0",
-        label="fused, fwd+bwd+update",
-    )
-    ax[0].bar([i + 0.2 for i in x], [r["loop_train_examples_per_s"] for r in lk], 0.4, fill=False, hatch="//", edgecolor="C1",
-              label="loop, fwd+bwd+update")  # fmt: skip
-    ax[0].set_ylabel("examples/s")
-    ax[0].set_yscale("log")
+    tabs = [r["tables"] for r in lk]
+    ax[0].plot(tabs, [r["speedup"] for r in lk], "o-", label="forward")
+    ax[0].plot(tabs, [r["train_speedup"] for r in lk], "s-", label="fwd + bwd + SGD update")
+    ax[0].axhline(1.0, color="gray", lw=0.8)
+    ax[0].axhline(2.0, color="gray", lw=0.8, ls="--")
+    ax[0].set_xticks(tabs)
+    ax[0].set_xlabel("tables")
+    ax[0].set_ylabel("fused TBE / nn.EmbeddingBag loop")
+    ax[0].set_title("embedding lookups: speedup", fontsize=9)
     ax[0].legend(fontsize=8)
     mem = result["memory"]
     x = range(len(mem))
