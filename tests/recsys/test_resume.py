@@ -53,7 +53,10 @@ def test_sigkill_then_from_resumes(tmp_path):
     assert m["stages"]["train"]["status"] == "completed"
     hist = m["stages"]["train"]["history"]
     assert [h["step"] for h in hist] == list(range(1, done + 2))  # the killed epochs come from the checkpoint
-    assert any("resumed" in n for n in m["notes"])
+    assert any("resumed" in n and "fused sparse optimizer state" in n for n in m["notes"])
+    # row-wise Adagrad's per-row state is checkpointed (full tensors) and restored on resume
+    opt = torch.load(run_dir / "checkpoints" / "sparse_opt.rank0-of-1.pt", weights_only=True)
+    assert opt["epoch"] == done and opt["state"][f"{KEY}|product_table.momentum1@0"].shape == (512,)
     final = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert final["epoch"] == done
     assert not torch.equal(final["model"][KEY], killed["model"][KEY])

@@ -81,16 +81,21 @@ def mlx_train(ctx, data, model):
     ctx.record("world_size", result["world_size"])
     for name in ("plan.txt", "plan.json"):
         ctx.add_artifact(ctx.path("train", name), kind="sharding_plan")
-    ctx.log(f"sharding plan:\n{result['plan_text']}")
+    ctx.log(
+        f"sharding plan ({result['world_size']} process{'es' if result['world_size'] > 1 else ''}) saved to train/plan.txt"
+    )
     # the manifest keeps the history rows of an earlier (interrupted) invocation under --from
     logged = {r.get("step") for r in ctx.manifest.stage("train").get("history", [])}
     for row in result["history"]:
         if row["epoch"] not in logged:
             ctx.manifest.log_metrics("train", {k: v for k, v in row.items() if k != "epoch"}, row["epoch"])
     if resume:
-        ctx.note(
-            "train: resumed from checkpoints/last.pt (the fused sparse optimizer's row-wise Adagrad state restarts)"
+        what = (
+            "weights, dense Adam and fused sparse optimizer state"
+            if result.get("restored_sparse_opt")
+            else "weights and dense Adam state"
         )
+        ctx.note(f"train: resumed from checkpoints/last.pt ({what})")
     final = result["history"][-1]
     ctx.log_metrics({"val_auc": final["val_auc"], "val_ne": final["val_ne"], "train_loss": final["train_loss"],
                      "examples_per_s": final["examples_per_s"]})  # fmt: skip

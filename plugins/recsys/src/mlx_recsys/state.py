@@ -37,6 +37,72 @@ def gather_full_state(dmp: torch.nn.Module, rank: int) -> dict[str, torch.Tensor
     return out
 
 
+def _gather(t: Any, rank: int) -> torch.Tensor | None:
+    if isinstance(t, ShardedTensor):
+        full = torch.empty(t.size(), dtype=t.dtype) if rank == 0 else None
+        t.gather(dst=0, out=full)
+        return full
+    if _is_dtensor(t):
+        full = t.full_tensor()
+        return full.detach().clone() if rank == 0 else None
+    return t.detach().clone() if rank == 0 else None
+
+
+def _copy_shards(t: Any, src: torch.Tensor, name: str) -> None:
+    if isinstance(t, ShardedTensor):
+        for shard in t.local_shards():
+            off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+            idx = tuple(slice(o, o + s) for o, s in zip(off, size, strict=True))
+            shard.tensor.copy_(src[idx])
+    elif _is_dtensor(t):
+        raise NotImplementedError(f"resuming DTensor state {name!r} is not supported")
+    else:
+        t.copy_(src)
+
+
+def _opt_entries(dmp: torch.nn.Module) -> list[tuple[str, Any]]:
+    """The fused (in-backward) sparse optimizer's state tensors, e.g. row-wise Adagrad's momentum."""
+    out = []
+    for param, st in dmp.fused_optimizer.state_dict()["state"].items():
+        for key, t in st.items():
+            if isinstance(t, torch.Tensor):
+                out.append((f"{param}|{key}", t))
+    return out
+
+
+def local_optimizer_state(dmp: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """This rank's shards of the fused sparse optimizer's state (no collective: ranks hold
+    different tables, so their state dicts differ). Keys: ``name@offsets``."""
+    out = {}
+    for name, t in _opt_entries(dmp):
+        if isinstance(t, ShardedTensor):
+            for shard in t.local_shards():
+                off = ",".join(str(o) for o in shard.metadata.shard_offsets)
+                out[f"{name}@{off}"] = shard.tensor.detach().clone()
+        elif _is_dtensor(t):
+            out[f"{name}@dtensor"] = t.to_local().detach().clone()
+        else:
+            out[f"{name}@"] = t.detach().clone()
+    return out
+
+
+def load_local_optimizer_state(dmp: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Inverse of local_optimizer_state on the same plan (same world size and sharding)."""
+    with torch.no_grad():
+        for name, t in _opt_entries(dmp):
+            if isinstance(t, ShardedTensor):
+                targets = [(",".join(str(o) for o in sh.metadata.shard_offsets), sh.tensor) for sh in t.local_shards()]
+            elif _is_dtensor(t):
+                targets = [("dtensor", t.to_local())]
+            else:
+                targets = [("", t)]
+            for off, dst in targets:
+                key = f"{name}@{off}"
+                if key not in saved or saved[key].shape != dst.shape:
+                    raise KeyError(f"saved optimizer state has no shard {key!r} of shape {tuple(dst.shape)}")
+                dst.copy_(saved[key])
+
+
 def copy_into(dmp: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
     """Copy full tensors into this rank's shards (the state dict entries alias the weights)."""
     with torch.no_grad():

@@ -101,7 +101,19 @@ def _worker_error(run_dir: Path):
     return cls(info["message"])
 
 
+def _quiet() -> None:
+    """Silence torchrec/torch deprecation chatter that is not actionable by the user."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torchrec")
+    for name in ("torchrec.distributed.planner", "torch.fx._symbolic_trace"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, Any]:
+    _quiet()
     import torch
     import torch.distributed as dist
     from torchrec.distributed import DistributedModelParallel
@@ -113,7 +125,7 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
 
     from . import data as D
     from .model import Sharder, build_dlrm, constraints
-    from .state import copy_into, evaluate, gather_full_state
+    from .state import copy_into, evaluate, gather_full_state, local_optimizer_state
 
     cfg = RecsysConfig.model_validate(job["config"])
     spec, run_dir = job["spec"], Path(job["run_dir"])
@@ -151,13 +163,14 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
             atomic_write_json(run_dir / "train" / "plan.json", plan_info)
 
         ckpt_path = run_dir.joinpath(*CKPT)
-        start, history = 0, []
+        start, history, restored_sparse_opt = 0, [], False
         if job["resume"] and ckpt_path.exists():
             ck = torch.load(ckpt_path, weights_only=True)
             copy_into(dmp, ck["model"])
             if ck.get("dense_opt") is not None:
                 dense_opt.init_state()  # KeyedOptimizer loads only into existing (lazily built) state
                 dense_opt.load_state_dict(ck["dense_opt"])
+            restored_sparse_opt = _restore_sparse_opt(dmp, run_dir, int(ck["epoch"]), world, rank)
             start = int(ck["epoch"]) + 1
             history = json.loads(ck["history"])
             if rank == 0:
@@ -189,6 +202,10 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
             wall = time.perf_counter() - t0
             dist.all_reduce(loss_sum)
             state = gather_full_state(dmp, rank)
+            # each rank saves its own shards of the fused optimizer state, then rank 0 the checkpoint
+            with atomic_path(_opt_path(run_dir, rank, world)) as tmp:
+                torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
+            dist.barrier()
             if rank == 0:
                 metrics = evaluate(cfg, state, spec, "val")
                 row = {
@@ -224,9 +241,38 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
             "history": history,
             "world_size": world,
             "steps_per_epoch": steps_per_epoch,
+            "restored_sparse_opt": restored_sparse_opt,
         }
     finally:
         dist.destroy_process_group()
+
+
+def _opt_path(run_dir: Path, rank: int, world: int) -> Path:
+    return run_dir / "checkpoints" / f"sparse_opt.rank{rank}-of-{world}.pt"
+
+
+def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: int) -> bool:
+    """Restore this rank's fused optimizer shards when every rank has them for ``epoch`` (same
+    world size and plan); otherwise every rank restarts the sparse optimizer state."""
+    import torch
+    import torch.distributed as dist
+
+    from .state import load_local_optimizer_state
+
+    ok = 1
+    saved = None
+    try:
+        saved = torch.load(_opt_path(run_dir, rank, world), weights_only=True)
+        if int(saved["epoch"]) != epoch:
+            ok = 0
+    except (OSError, RuntimeError, KeyError):
+        ok = 0
+    flag = torch.tensor([ok])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    if not int(flag):
+        return False
+    load_local_optimizer_state(dmp, saved["state"])
+    return True
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:
