@@ -63,16 +63,34 @@ def launch(
         monitor_interval=0.2,
         start_method="spawn",
     )
+    import logging
+
+    # the launcher logs each failed worker with a traceback; a user error is shown as one line
+    # instead (the worker hands it over in a file), a crash still raises with its message
+    elastic_log = logging.getLogger("torch.distributed.elastic")
+    level = elastic_log.level
+    elastic_log.setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(lc, entrypoint)(job)
-    except Exception:
+    except Exception as exc:  # ChildFailedError, rendezvous errors
         err = _worker_error(run_dir)
         if err is not None:
             raise err from None
-        raise
+        raise RuntimeError(f"a training process failed: {_failure_line(exc)}") from exc
+    finally:
+        elastic_log.setLevel(level)
     if 0 not in results:
         return {"rank0_elsewhere": True, "history": [], "plan": {}}
     return results[0]
+
+
+def _failure_line(exc: Exception) -> str:
+    failures = getattr(exc, "failures", None)
+    if failures:
+        rank, failure = min(failures.items(), key=lambda kv: kv[1].timestamp)
+        lines = [ln for ln in str(failure.message).splitlines() if ln.strip()]
+        return f"rank {rank} (exit code {failure.exitcode}): {lines[-1] if lines else 'no message'}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def entrypoint(job: dict[str, Any]) -> dict[str, Any]:
@@ -82,21 +100,28 @@ def entrypoint(job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         from mlx_core import MlxError
 
-        if isinstance(exc, MlxError):  # hand user errors to the parent as one line
-            atomic_write_json(
-                Path(job["run_dir"]) / "train" / "worker_error.json", {"type": type(exc).__name__, "message": str(exc)}
-            )
-        raise
+        if not isinstance(exc, MlxError):
+            raise
+        # hand user errors to the parent as one line; exit without a traceback
+        rank = os.environ.get("RANK", "0")
+        atomic_write_json(
+            Path(job["run_dir"]) / "train" / f"worker_error.rank{rank}.json",
+            {"type": type(exc).__name__, "message": str(exc)},
+        )
+        sys.exit(exc.exit_code)
 
 
 def _worker_error(run_dir: Path):
+    """The user error of the lowest rank that reported one (rank 0 plans the sharding; the
+    others then only see a closed connection)."""
     import mlx_core
 
-    path = run_dir / "train" / "worker_error.json"
-    if not path.exists():
+    found = sorted(run_dir.glob("train/worker_error.rank*.json"), key=lambda p: int(p.stem.split("rank")[1]))
+    if not found:
         return None
-    info = json.loads(path.read_text())
-    path.unlink()
+    info = json.loads(found[0].read_text())
+    for path in found:
+        path.unlink()
     cls = getattr(mlx_core, info["type"], mlx_core.MlxError)
     return cls(info["message"])
 
@@ -147,7 +172,7 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
             plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
         except Exception as exc:  # noqa: BLE001  the planner raises plain errors for impossible constraints
             raise ConfigError(
-                f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0]}"
+                f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0].strip()}"
             ) from None
         torch.manual_seed(cfg.seed + rank)
         dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
