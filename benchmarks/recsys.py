@@ -1,6 +1,7 @@
 """recsys benchmark: DMP training throughput (1 and 2 gloo processes, two sharding types),
-embedding lookup throughput (fused FBGEMM table-batched kernel vs a loop of
-torch.nn.EmbeddingBag per table, same KeyedJaggedTensor batches), float vs int8 table memory.
+embedding lookup throughput (torchrec's FusedEmbeddingBagCollection, one FBGEMM table-batched
+kernel with the optimizer fused into backward, vs a loop of torch.nn.EmbeddingBag per table
+with torch.optim.SGD, on the same KeyedJaggedTensor batches), float vs int8 table memory.
 
     .venv/bin/python benchmarks/recsys.py            # a few minutes on 2 cores
     .venv/bin/python benchmarks/recsys.py --quick    # smaller
@@ -29,12 +30,8 @@ OUT = Path(__file__).parent / "results"
 # --- embedding lookups ------------------------------------------------------------------------
 def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, repeats: int, seed: int = 0) -> dict:
     import torch
-    from fbgemm_gpu.split_embedding_configs import EmbOptimType as OptimType
-    from fbgemm_gpu.split_table_batched_embeddings_ops_common import EmbeddingLocation, PoolingMode
-    from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
-        ComputeDevice,
-        SplitTableBatchedEmbeddingBagsCodegen,
-    )
+    from torchrec import EmbeddingBagConfig
+    from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
     g = torch.Generator().manual_seed(seed)
@@ -46,21 +43,23 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
     kjt = KeyedJaggedTensor(keys=keys, values=values, lengths=lengths)
 
     lr = 0.01
-    tbe = SplitTableBatchedEmbeddingBagsCodegen(
-        embedding_specs=[(rows, dim, EmbeddingLocation.HOST, ComputeDevice.CPU)] * n_tables,
-        pooling_mode=PoolingMode.SUM,
-        device=torch.device("cpu"),
-        optimizer=OptimType.EXACT_SGD,  # fused into backward, as DMP's "fused" compute kernel does
-        learning_rate=lr,
+    tables = [
+        EmbeddingBagConfig(name=f"t{i}", embedding_dim=dim, num_embeddings=rows, feature_names=[k])
+        for i, k in enumerate(keys)
+    ]
+    # torchrec's fused collection: one fbgemm table-batched kernel for all tables, SGD fused into backward
+    febc = FusedEmbeddingBagCollection(
+        tables=tables, optimizer_type=torch.optim.SGD, optimizer_kwargs={"lr": lr}, device=torch.device("cpu")
     )
     bags = torch.nn.ModuleList(torch.nn.EmbeddingBag(rows, dim, mode="sum", sparse=True) for _ in range(n_tables))
     opt = torch.optim.SGD(bags.parameters(), lr=lr)
     with torch.no_grad():
-        for t, w in enumerate(tbe.split_embedding_weights()):
-            bags[t].weight.copy_(w)
+        sd = febc.state_dict()
+        for t in range(n_tables):
+            bags[t].weight.copy_(sd[f"embedding_bags.t{t}.weight"])
 
     def fused():
-        return tbe(kjt.values(), kjt.offsets())  # [B, T*dim]
+        return febc(kjt).values()  # KeyedTensor [B, T*dim]
 
     def loop():
         outs = []
@@ -71,7 +70,7 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
     grad = torch.randn(batch, n_tables * dim, generator=g)
 
     def fused_step():  # forward + backward; the SGD update happens inside backward
-        tbe(kjt.values(), kjt.offsets()).backward(grad)
+        fused().backward(grad)
 
     def loop_step():  # forward + backward (sparse gradients) + optimizer step
         opt.zero_grad()
@@ -110,18 +109,19 @@ def lookup_bench(n_tables: int, rows: int, dim: int, batch: int, mean_len: int, 
 
 # --- table memory -----------------------------------------------------------------------------
 def memory_bench(n_tables: int, rows: int, dim: int) -> dict:
+    """Bytes of the tables as float32 (EmbeddingBagCollection) and after the export's
+    quantize_embeddings (int8 row-wise: 1 byte per value + a 2x fp16 scale/bias per row, padded)."""
     import torch
-    from mlx_recsys.config import DEFAULT_CATEGORICAL, RecsysConfig
     from mlx_recsys.export import table_bytes
-    from mlx_recsys.model import build_float
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
     from torchrec.inference.modules import quantize_embeddings
 
     tables = [
-        {"name": f"t{i}", "embedding_dim": dim, "num_embeddings": rows, "feature_names": [DEFAULT_CATEGORICAL[i]]}
+        EmbeddingBagConfig(name=f"t{i}", embedding_dim=dim, num_embeddings=rows, feature_names=[f"f{i}"])
         for i in range(n_tables)
     ]
-    cfg = RecsysConfig.model_validate({"model": {"tables": tables}})
-    model = build_float(cfg)
+    model = torch.nn.Module()
+    model.ebc = EmbeddingBagCollection(tables=tables, device=torch.device("cpu"))
     f = table_bytes(model.state_dict())
     q = quantize_embeddings(model, dtype=torch.qint8, inplace=True)
     i8 = table_bytes(q.state_dict())
@@ -175,8 +175,9 @@ def main() -> None:
     ap.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads for the lookup benchmark (1: OpenMP waits on a loaded machine swamp the timings)",
+        nargs="+",
+        default=[1],
+        help="torch thread counts for the lookup benchmark (each measured); on a loaded machine more than 1 mostly measures OpenMP waits",
     )
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
@@ -189,11 +190,13 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=170)
-    torch.set_num_threads(args.threads)
     lookups = []
-    for n in args.tables:
-        console.log(f"lookup: {n} tables")
-        lookups.append(lookup_bench(n, args.rows, args.dim, args.batch, 10, repeats))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for n in args.tables:
+            console.log(f"lookup: {n} tables, {threads} thread(s)")
+            lookups.append({"threads": threads, **lookup_bench(n, args.rows, args.dim, args.batch, 10, repeats)})
+    torch.set_num_threads(os.cpu_count() or 1)
     memory = [memory_bench(n, args.rows, args.dim) for n in args.tables]
     training = []
     if not args.no_train:
@@ -203,12 +206,14 @@ def main() -> None:
                     console.log(f"train: {nproc} process(es), {sharding}")
                     training.append(train_bench(nproc, sharding, Path(tmp), args.examples, 2))
 
-    t = Table(title=f"embedding lookups (median, {args.threads} thread(s), batch {args.batch}, dim {args.dim})")
-    for c in ("tables", "ids/batch", "fused fwd ex/s", "loop fwd ex/s", "fwd speedup", "fused train ex/s", "loop train ex/s",
+    t = Table(
+        title=f"embedding lookups: FusedEmbeddingBagCollection vs nn.EmbeddingBag loop (median, batch {args.batch}, dim {args.dim})"
+    )
+    for c in ("threads", "tables", "ids/batch", "fused fwd ex/s", "loop fwd ex/s", "fwd speedup", "fused train ex/s", "loop train ex/s",
               "train speedup", "max |diff|"):  # fmt: skip
         t.add_column(c, justify="right")
     for r in lookups:
-        t.add_row(str(r["tables"]), str(r["ids_per_batch"]), f"{r['fused_examples_per_s']:,.0f}", f"{r['loop_examples_per_s']:,.0f}",
+        t.add_row(str(r["threads"]), str(r["tables"]), str(r["ids_per_batch"]), f"{r['fused_examples_per_s']:,.0f}", f"{r['loop_examples_per_s']:,.0f}",
                   f"{r['speedup']:.2f}x", f"{r['fused_train_examples_per_s']:,.0f}", f"{r['loop_train_examples_per_s']:,.0f}",
                   f"{r['train_speedup']:.2f}x", f"{max(r['max_abs_diff'], r['max_abs_diff_after_sgd_step']):.1e}")  # fmt: skip
     console.print(t)
@@ -263,15 +268,18 @@ def plot(result: dict, path: Path) -> None:
 
     n = 3 if result["training"] else 2
     fig, ax = plt.subplots(1, n, figsize=(4.2 * n, 3.4))
-    lk = result["lookup"]
-    tabs = [r["tables"] for r in lk]
-    ax[0].plot(tabs, [r["speedup"] for r in lk], "o-", label="forward")
-    ax[0].plot(tabs, [r["train_speedup"] for r in lk], "s-", label="fwd + bwd + SGD update")
+    threads = sorted({r["threads"] for r in result["lookup"]})
+    for i, th in enumerate(threads):
+        lk = [r for r in result["lookup"] if r["threads"] == th]
+        tabs = [r["tables"] for r in lk]
+        ax[0].plot(tabs, [r["speedup"] for r in lk], "o-", color=f"C{i}", label=f"forward, {th} thr")
+        ax[0].plot(tabs, [r["train_speedup"] for r in lk], "s--", color=f"C{i}", label=f"fwd+bwd+update, {th} thr")
+    ax[0].set_yscale("log")
     ax[0].axhline(1.0, color="gray", lw=0.8)
     ax[0].axhline(2.0, color="gray", lw=0.8, ls="--")
     ax[0].set_xticks(tabs)
     ax[0].set_xlabel("tables")
-    ax[0].set_ylabel("fused TBE / nn.EmbeddingBag loop")
+    ax[0].set_ylabel("FusedEBC / nn.EmbeddingBag loop")
     ax[0].set_title("embedding lookups: speedup", fontsize=9)
     ax[0].legend(fontsize=8)
     mem = result["memory"]
