@@ -113,7 +113,11 @@ class TrainConfig(Section):
     sparse_lr: float = Field(0.05, gt=0, description="learning rate of the fused sparse optimizer")
     dense_lr: float = Field(0.003, gt=0, description="Adam learning rate of the dense (MLP) parameters")
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps (tests)")
-    threads: int = Field(0, ge=0, description="torch threads per process; 0: cores / processes")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="torch intra-op threads per process; 0: cores / processes (on shared cores, more than 1 made small steps ~30x slower)",
+    )
 
 
 class ExportConfig(Section):
