@@ -1,0 +1,330 @@
+"""DistributedModelParallel training on CPU with gloo: 1 process in-process, N through the
+elastic launcher. Rank 0 gathers the full tables each epoch, evaluates AUC / normalized entropy
+on the held-out split with an unsharded copy, and writes the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlx_core import ConfigError, atomic_path, atomic_write, atomic_write_json
+
+from .config import RecsysConfig, check, parse_nnodes
+
+CKPT = ("checkpoints", "last.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None
+) -> dict[str, Any]:
+    """Run the training job; returns rank 0's result (plan, history, final metrics)."""
+    check(cfg)
+    job = {"config": cfg.model_dump(mode="json"), "spec": spec, "run_dir": str(run_dir), "resume": resume}
+    lo, hi = parse_nnodes(cfg.train.nnodes)
+    if cfg.train.nproc == 1 and hi == 1:
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(_free_port())
+        env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return worker(job, advance)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    endpoint = cfg.train.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    lc = LaunchConfig(
+        min_nodes=lo,
+        max_nodes=hi,
+        nproc_per_node=cfg.train.nproc,
+        run_id=cfg.train.rdzv_id or run_dir.name,
+        role="recsys",
+        rdzv_endpoint=endpoint,
+        rdzv_backend=cfg.train.rdzv_backend,
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+    import logging
+
+    # the launcher logs each failed worker with a traceback; a user error is shown as one line
+    # instead (the worker hands it over in a file), a crash still raises with its message
+    elastic_log = logging.getLogger("torch.distributed.elastic")
+    level = elastic_log.level
+    elastic_log.setLevel(logging.CRITICAL)
+    try:
+        results = elastic_launch(lc, entrypoint)(job)
+    except Exception as exc:  # ChildFailedError, rendezvous errors
+        err = _worker_error(run_dir)
+        if err is not None:
+            raise err from None
+        raise RuntimeError(f"a training process failed: {_failure_line(exc)}") from exc
+    finally:
+        elastic_log.setLevel(level)
+    if 0 not in results:
+        return {"rank0_elsewhere": True, "history": [], "plan": {}}
+    return results[0]
+
+
+def _failure_line(exc: Exception) -> str:
+    failures = getattr(exc, "failures", None)
+    if failures:
+        rank, failure = min(failures.items(), key=lambda kv: kv[1].timestamp)
+        lines = [ln for ln in str(failure.message).splitlines() if ln.strip()]
+        return f"rank {rank} (exit code {failure.exitcode}): {lines[-1] if lines else 'no message'}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def entrypoint(job: dict[str, Any]) -> dict[str, Any]:
+    """Module-level worker function for the elastic launcher (spawned processes import it)."""
+    try:
+        return worker(job)
+    except Exception as exc:
+        from mlx_core import MlxError
+
+        if not isinstance(exc, MlxError):
+            raise
+        # hand user errors to the parent as one line; exit without a traceback
+        rank = os.environ.get("RANK", "0")
+        atomic_write_json(
+            Path(job["run_dir"]) / "train" / f"worker_error.rank{rank}.json",
+            {"type": type(exc).__name__, "message": str(exc)},
+        )
+        sys.exit(exc.exit_code)
+
+
+def _worker_error(run_dir: Path):
+    """The user error of the lowest rank that reported one (rank 0 plans the sharding; the
+    others then only see a closed connection)."""
+    import mlx_core
+
+    found = sorted(run_dir.glob("train/worker_error.rank*.json"), key=lambda p: int(p.stem.split("rank")[1]))
+    if not found:
+        return None
+    info = json.loads(found[0].read_text())
+    for path in found:
+        path.unlink()
+    cls = getattr(mlx_core, info["type"], mlx_core.MlxError)
+    return cls(info["message"])
+
+
+def _quiet() -> None:
+    """Silence torchrec/torch deprecation chatter that is not actionable by the user."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torchrec")
+    for name in ("torchrec.distributed.planner", "torch.fx._symbolic_trace"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, Any]:
+    _quiet()
+    import torch
+    import torch.distributed as dist
+    from torchrec.distributed import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.optim import RowWiseAdagrad
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+    from torchrec.optim.keyed import KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    from . import data as D
+    from .model import Sharder, build_dlrm, constraints
+    from .state import copy_into, evaluate, gather_full_state, local_optimizer_state
+
+    cfg = RecsysConfig.model_validate(job["config"])
+    spec, run_dir = job["spec"], Path(job["run_dir"])
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // local_world)
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo")
+    try:
+        model = build_dlrm(cfg, sparse_device="meta")
+        if cfg.train.sparse_optimizer == "rowwise_adagrad":
+            apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": cfg.train.sparse_lr})
+        else:
+            apply_optimizer_in_backward(torch.optim.SGD, model.sparse_arch.parameters(), {"lr": cfg.train.sparse_lr})
+        topology = Topology(world_size=world, local_world_size=local_world, compute_device="cpu")
+        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints(cfg))
+        sharders = [Sharder()]
+        try:
+            plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
+        except Exception as exc:  # noqa: BLE001  the planner raises plain errors for impossible constraints
+            raise ConfigError(
+                f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0].strip()}"
+            ) from None
+        torch.manual_seed(cfg.seed + rank)
+        dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
+        dense_opt = KeyedOptimizerWrapper(
+            dict(in_backward_optimizer_filter(dmp.named_parameters())),
+            lambda params: torch.optim.Adam(params, lr=cfg.train.dense_lr),
+        )
+        plan_info = _plan_dict(plan)
+        if rank == 0:
+            text = str(plan)
+            print(f"sharding plan ({world} process{'es' if world > 1 else ''}):\n{text}", file=sys.stderr, flush=True)
+            atomic_write(run_dir / "train" / "plan.txt", text + "\n")
+            atomic_write_json(run_dir / "train" / "plan.json", plan_info)
+
+        ckpt_path = run_dir.joinpath(*CKPT)
+        start, history, restored_sparse_opt = 0, [], False
+        if job["resume"] and ckpt_path.exists():
+            ck = torch.load(ckpt_path, weights_only=True)
+            copy_into(dmp, ck["model"])
+            if ck.get("dense_opt") is not None:
+                dense_opt.init_state()  # KeyedOptimizer loads only into existing (lazily built) state
+                dense_opt.load_state_dict(ck["dense_opt"])
+            restored_sparse_opt = _restore_sparse_opt(dmp, run_dir, int(ck["epoch"]), world, rank)
+            start = int(ck["epoch"]) + 1
+            history = json.loads(ck["history"])
+            if rank == 0:
+                print(f"resumed from {ckpt_path} after epoch {start}", file=sys.stderr, flush=True)
+
+        batch = cfg.data.batch_size
+        local = batch // world
+        steps_per_epoch = spec["n_train"] // batch
+        if cfg.train.max_steps:
+            steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
+        if steps_per_epoch < 1:
+            raise ConfigError(f"data.batch_size {batch} is larger than the {spec['n_train']} training examples")
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        for epoch in range(start, cfg.train.epochs):
+            dmp.train()
+            loss_sum = torch.zeros(2, dtype=torch.float64)
+            t0 = time.perf_counter()
+            for step, (dense, kjt, labels) in enumerate(D.train_batches(spec, batch, rank, world)):
+                if step >= steps_per_epoch:
+                    break
+                logits = dmp(dense, kjt).squeeze(-1)
+                loss = bce(logits, labels)
+                dense_opt.zero_grad()
+                loss.backward()
+                dense_opt.step()
+                loss_sum += torch.tensor([loss.item() * local, local], dtype=torch.float64)
+                if step == 0:  # the first step builds lazy kernels/state: timed apart
+                    t1 = time.perf_counter()
+                if advance is not None:
+                    advance(1)
+            time_end = time.perf_counter()
+            wall = time_end - t0
+            dist.all_reduce(loss_sum)
+            state = gather_full_state(dmp, rank)
+            # each rank saves its own shards of the fused optimizer state, then rank 0 the checkpoint
+            with atomic_path(_opt_path(run_dir, rank, world)) as tmp:
+                torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
+            dist.barrier()
+            if rank == 0:
+                metrics = evaluate(cfg, state, spec, "val")
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": float(loss_sum[0] / loss_sum[1]),
+                    "val_auc": metrics["auc"],
+                    "val_ne": metrics["ne"],
+                    "val_logloss": metrics["logloss"],
+                    # steady state: steps after the first (all of them when there is one step)
+                    "examples_per_s": (steps_per_epoch - 1) * batch / (time_end - t1)
+                    if steps_per_epoch > 1
+                    else batch / wall,
+                    "epoch_s": wall,
+                }
+                history.append(row)
+                print(
+                    f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val_auc {row['val_auc']:.4f} "
+                    f"val_ne {row['val_ne']:.4f} {row['examples_per_s']:.0f} ex/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                with atomic_path(ckpt_path) as tmp:
+                    torch.save(
+                        {
+                            "epoch": epoch,
+                            "model": state,
+                            "dense_opt": dense_opt.state_dict(),
+                            "history": json.dumps(history),
+                        },
+                        tmp,
+                    )
+            dist.barrier()
+        return {
+            "plan": plan_info,
+            "plan_text": str(plan),
+            "history": history,
+            "world_size": world,
+            "steps_per_epoch": steps_per_epoch,
+            "restored_sparse_opt": restored_sparse_opt,
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+def _opt_path(run_dir: Path, rank: int, world: int) -> Path:
+    return run_dir / "checkpoints" / f"sparse_opt.rank{rank}-of-{world}.pt"
+
+
+def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: int) -> bool:
+    """Restore this rank's fused optimizer shards when every rank has them for ``epoch`` (same
+    world size and plan); otherwise every rank restarts the sparse optimizer state."""
+    import torch
+    import torch.distributed as dist
+
+    from .state import load_local_optimizer_state
+
+    ok = 1
+    saved = None
+    try:
+        saved = torch.load(_opt_path(run_dir, rank, world), weights_only=True)
+        if int(saved["epoch"]) != epoch:
+            ok = 0
+    except (OSError, RuntimeError, KeyError):
+        ok = 0
+    flag = torch.tensor([ok])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    if not int(flag):
+        return False
+    load_local_optimizer_state(dmp, saved["state"])
+    return True
+
+
+def _plan_dict(plan: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for module_path, module_plan in plan.plan.items():
+        for param, ps in module_plan.items():
+            shards = []
+            if ps.sharding_spec is not None and hasattr(ps.sharding_spec, "shards"):
+                for sh in ps.sharding_spec.shards:
+                    shards.append(
+                        {
+                            "offsets": list(sh.shard_offsets),
+                            "sizes": list(sh.shard_sizes),
+                            "placement": str(sh.placement),
+                        }
+                    )
+            out[param] = {
+                "module": module_path,
+                "sharding_type": ps.sharding_type,
+                "compute_kernel": ps.compute_kernel,
+                "ranks": list(ps.ranks) if ps.ranks is not None else None,
+                "shards": shards,
+            }
+    return out
