@@ -25,8 +25,12 @@ class SourceConfig(Section):
         description="post-training schemes applied to the source run's model (torchao int8 weight-only, torchao "
         "int8 dynamic-activation, PT2E static int8 with XNNPACKQuantizer lowered to ExecuTorch)",
     )
-    calibration_batches: int = Field(8, ge=1, le=10_000, description="examples from the source data used to calibrate int8_static")
-    eval_examples: int = Field(8, ge=1, le=10_000, description="examples from the source data used to measure the quality delta")
+    calibration_batches: int = Field(
+        8, ge=1, le=10_000, description="examples from the source data used to calibrate int8_static"
+    )
+    eval_examples: int = Field(
+        8, ge=1, le=10_000, description="examples from the source data used to measure the quality delta"
+    )
 
 
 class DataConfig(Section):
@@ -49,8 +53,12 @@ class ModelConfig(Section):
         "randomly initialised OPT-style causal LM inside the run (untrained, no download)",
     )
     load_in_8bit: bool = Field(True, description="bitsandbytes LLM.int8(): Linear layers in int8 (set false for 4-bit)")
-    load_in_4bit: bool = Field(False, description="bitsandbytes 4-bit Linear layers (nf4 or fp4); needs load_in_8bit=false")
-    llm_int8_threshold: float = Field(6.0, ge=0, description="LLM.int8() outlier threshold: activations above it stay in fp16")
+    load_in_4bit: bool = Field(
+        False, description="bitsandbytes 4-bit Linear layers (nf4 or fp4); needs load_in_8bit=false"
+    )
+    llm_int8_threshold: float = Field(
+        6.0, ge=0, description="LLM.int8() outlier threshold: activations above it stay in fp16"
+    )
     llm_int8_skip_modules: list[str] = Field(
         default_factory=list, description="module names (or suffixes, e.g. lm_head, fc2) left unquantized"
     )
@@ -85,7 +93,9 @@ class TrainConfig(Section):
 
 
 class ExportConfig(Section):
-    max_abs_diff: float = Field(1e-4, ge=0, description="parity: largest allowed |reloaded - in-memory| logit difference")
+    max_abs_diff: float = Field(
+        1e-4, ge=0, description="parity: largest allowed |reloaded - in-memory| logit difference"
+    )
     latency_repeats: int = Field(5, ge=1, le=1000, description="timed forward passes per model for the latency figure")
 
 

@@ -64,7 +64,9 @@ def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
         if obj[text_field].strip():
             docs.append(obj[text_field].strip())
     if len(docs) < 2:
-        raise DataError(f"data.path {path} holds {len(docs)} document(s); needs at least 2 (calibration and evaluation)")
+        raise DataError(
+            f"data.path {path} holds {len(docs)} document(s); needs at least 2 (calibration and evaluation)"
+        )
     return docs
 
 

@@ -23,7 +23,9 @@ def latency_ms(model: Any, batch: torch.Tensor, repeats: int) -> float:
     """Median wall time of one forward pass over ``batch`` (after one warm-up pass)."""
     device = next(p.device for p in model.parameters() if p.device.type != "meta")
     batch = batch.to(device)
-    model(input_ids=batch) if not getattr(model.config, "is_encoder_decoder", False) else model(input_ids=batch, labels=batch)
+    model(input_ids=batch) if not getattr(model.config, "is_encoder_decoder", False) else model(
+        input_ids=batch, labels=batch
+    )
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -76,7 +78,9 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     is_peft = hasattr(model, "peft_config")
     ev = bundle.eval_windows
     batch = ev[: min(4, len(ev))]
-    precision = "int8" if mcfg.load_in_8bit else f"4-bit {mcfg.bnb_4bit_quant_type}" if mcfg.load_in_4bit else mcfg.torch_dtype
+    precision = (
+        "int8" if mcfg.load_in_8bit else f"4-bit {mcfg.bnb_4bit_quant_type}" if mcfg.load_in_4bit else mcfg.torch_dtype
+    )
 
     # the quantized model as it is in memory (with adapters, when trained)
     with ctx.progress("evaluate the quantized model", total=None):
@@ -129,7 +133,9 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         lat_fp = latency_ms(fp, batch, cfg.latency_repeats)
     del fp
     quantized_names = [n for n, b in lin_q.items() if n in lin_fp and b < lin_fp[n]]
-    lin_ratio = (sum(lin_q[n] for n in quantized_names) / sum(lin_fp[n] for n in quantized_names)) if quantized_names else 1.0
+    lin_ratio = (
+        (sum(lin_q[n] for n in quantized_names) / sum(lin_fp[n] for n in quantized_names)) if quantized_names else 1.0
+    )
 
     trained = ctx.manifest.data.get("records", {}).get("trained", None)
     models = {
@@ -170,5 +176,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         metrics["perplexity_after_lora"] = ppl_q_lora
     ctx.log_metrics(metrics)
     if not diff <= cfg.max_abs_diff:
-        raise StageFailed(f"the reloaded model differs from the in-memory one: max |logit diff| {diff:.3g} > {cfg.max_abs_diff:g}")
+        raise StageFailed(
+            f"the reloaded model differs from the in-memory one: max |logit diff| {diff:.3g} > {cfg.max_abs_diff:g}"
+        )
     return {"transformers": str(out_dir), "adapter": str(adapter_dir) if is_peft else None, "report": str(report_path)}

@@ -24,7 +24,12 @@ from .config import check_model_flags
 from .data import TextData
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def quiet() -> None:
@@ -310,10 +315,14 @@ def build_model(ctx, data: TextData) -> LMBundle:
         read_config(folder)
     if not qkw:
         ctx.note("neither model.load_in_8bit nor model.load_in_4bit is set: the model is loaded unquantized")
-    with ctx.progress("load the model " + ("in 8-bit" if cfg.load_in_8bit else "in 4-bit" if cfg.load_in_4bit else ""), total=None):
+    with ctx.progress(
+        "load the model " + ("in 8-bit" if cfg.load_in_8bit else "in 4-bit" if cfg.load_in_4bit else ""), total=None
+    ):
         model = load_model(folder, cfg, ctx.device)
     tok = load_tokenizer(folder)
-    vocab = model.config.vocab_size if not getattr(model.config, "is_encoder_decoder", False) else model.config.vocab_size
+    vocab = (
+        model.config.vocab_size if not getattr(model.config, "is_encoder_decoder", False) else model.config.vocab_size
+    )
     if isinstance(tok, ByteTokenizer) and vocab < 256:
         raise DataError(f"model.path {folder} ships no tokenizer and its vocab_size {vocab} < 256 (needed for bytes)")
     seq = ctx.config.data.seq_len

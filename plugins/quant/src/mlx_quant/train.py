@@ -66,7 +66,9 @@ def train(ctx, data, bundle: LMBundle) -> LMBundle:
             raise DataError(f"checkpoint {ckpt} cannot be read ({type(exc).__name__})") from None
         missing = model.load_state_dict(state["adapters"], strict=False)
         if missing.unexpected_keys:
-            raise ConfigError(f"checkpoint {ckpt} does not fit this LoRA config (unexpected {missing.unexpected_keys[:2]})")
+            raise ConfigError(
+                f"checkpoint {ckpt} does not fit this LoRA config (unexpected {missing.unexpected_keys[:2]})"
+            )
         opt.load_state_dict(state["optimizer"])
         start, history = int(state["step"]), [float(x) for x in state["losses"]]
         ctx.log(f"[train] resuming LoRA from step {start}")
