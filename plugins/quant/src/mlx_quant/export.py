@@ -14,7 +14,7 @@ import torch
 
 from mlx_core import StageFailed, atomic_write_json
 
-from .model import LMBundle, linear_weight_bytes, load_model, model_class, quiet
+from .model import LMBundle, linear_weight_bytes, load_model, model_class, portable_quantization_config, quiet
 from .train import perplexity
 
 
@@ -108,6 +108,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
 
     tmp = ctx.path("export", ".model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    portable_quantization_config(base)
     base.save_pretrained(tmp)
     bundle.tokenizer.save_pretrained(tmp)
     tmp.rename(out_dir)
@@ -123,6 +124,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
             reloaded = PeftModel.from_pretrained(reloaded, adapter_dir).eval()
         diff = float((logits(reloaded, batch) - reference).abs().max())
     del reloaded
+    allowed = cfg.max_abs_diff_4bit if mcfg.load_in_4bit else cfg.max_abs_diff
 
     # the unquantized reference, from the same source folder
     with ctx.progress("evaluate the unquantized model", total=None):
@@ -154,7 +156,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         "perplexity": {"before": ppl_fp, "after": ppl_q, "after_lora": ppl_q_lora, "eval_windows": int(len(ev)),
                        "seq_len": int(ev.shape[1])},
         "latency_ms": {"before": lat_fp, "after": lat_q, "batch": list(batch.shape), "repeats": cfg.latency_repeats},
-        "reload": {"max_abs_logit_diff": diff, "allowed": cfg.max_abs_diff, "needs_quantization_args": False},
+        "reload": {"max_abs_logit_diff": diff, "allowed": allowed, "needs_quantization_args": False},
         "models": models,
     }  # fmt: skip
     report_path = atomic_write_json(ctx.path("export", "report.json"), report)
@@ -175,8 +177,8 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     if ppl_q_lora is not None:
         metrics["perplexity_after_lora"] = ppl_q_lora
     ctx.log_metrics(metrics)
-    if not diff <= cfg.max_abs_diff:
+    if not diff <= allowed:
         raise StageFailed(
-            f"the reloaded model differs from the in-memory one: max |logit diff| {diff:.3g} > {cfg.max_abs_diff:g}"
+            f"the reloaded model differs from the in-memory one: max |logit diff| {diff:.3g} > {allowed:g}"
         )
     return {"transformers": str(out_dir), "adapter": str(adapter_dir) if is_peft else None, "report": str(report_path)}

@@ -75,6 +75,12 @@ def create_default_model(folder: Path, cfg: Any, seed: int) -> Path:
     """A small randomly initialised OPT-style causal LM saved with ``save_pretrained``."""
     from transformers import OPTConfig, OPTForCausalLM
 
+    if cfg.load_in_4bit and (cfg.hidden_size % 64 or cfg.ffn_dim % 64):
+        # bitsandbytes' CPU 4-bit kernels quantize the input features in blocks of 64
+        raise ConfigError(
+            f"4-bit needs model.hidden_size and model.ffn_dim divisible by 64 (blocks of 64 input features); "
+            f"got {cfg.hidden_size} and {cfg.ffn_dim}"
+        )
     if cfg.hidden_size % cfg.heads:
         raise ConfigError(f"model.heads={cfg.heads} does not divide model.hidden_size={cfg.hidden_size}")
     config = OPTConfig(
@@ -223,6 +229,20 @@ def load_model(folder: Path, cfg: Any, device: str, quantized: bool = True) -> n
     if not qkw and device == "cuda":
         model = model.to("cuda")
     return model.eval()
+
+
+def portable_quantization_config(model: nn.Module) -> None:
+    """Make the saved config reload with no arguments. The fp32 CPU offload is a placement made at
+    load time through a device_map; saved with the flag on, a reload without a device_map maps the
+    whole model to "cpu" and transformers then leaves *every* layer unquantized (with int8 weights
+    in plain Linear layers). The offloaded modules are already in ``llm_int8_skip_modules``."""
+    qc = getattr(model.config, "quantization_config", None)
+    if qc is None:
+        return
+    if isinstance(qc, dict):
+        qc["llm_int8_enable_fp32_cpu_offload"] = False
+    else:
+        qc.llm_int8_enable_fp32_cpu_offload = False
 
 
 def load_tokenizer(folder: Path) -> Any:
