@@ -118,12 +118,26 @@ def model_class(config: Any) -> Any:
     return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
 
 
-def module_names(folder: Path, config: Any) -> list[str]:
-    """Every submodule name of the model, built on the meta device (no weights read)."""
+def skeleton(config: Any) -> nn.Module:
+    """The model built on the meta device (no weights read, no memory)."""
     cls = model_class(config)
     with torch.device("meta"):
-        skeleton = cls.from_config(config)
-    return [n for n, _ in skeleton.named_modules() if n]
+        return cls.from_config(config)
+
+
+def module_names(folder: Path, config: Any) -> list[str]:
+    """Every submodule name of the model."""
+    return [n for n, _ in skeleton(config).named_modules() if n]
+
+
+def default_skips(config: Any) -> list[str]:
+    """What transformers leaves unquantized when no skip list is given (tied / output embeddings,
+    the last module). A user-given ``llm_int8_skip_modules`` *replaces* that list in transformers,
+    which quantizes a tied ``lm_head`` whose weight is the embedding's and then fails at the first
+    forward pass; so these are always added to the user's list."""
+    from transformers.quantizers.base import get_keys_to_not_convert
+
+    return sorted(get_keys_to_not_convert(skeleton(config)))
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -153,14 +167,17 @@ def check_module_names(key: str, patterns: list[str], names: list[str], exact: b
 
 
 # --- loading in the chosen precision -----------------------------------------------------------
-def quantization_kwargs(cfg: Any) -> dict[str, Any]:
-    """The ``BitsAndBytesConfig`` arguments of this run's config (empty for an fp model)."""
+def quantization_kwargs(cfg: Any, defaults: list[str] | None = None) -> dict[str, Any]:
+    """The ``BitsAndBytesConfig`` arguments of this run's config (empty for an fp model).
+    ``defaults``: the model's default skips, added when the user names modules to skip."""
     check_model_flags(cfg)
     skip = list(cfg.llm_int8_skip_modules)
     if cfg.llm_int8_enable_fp32_cpu_offload:
         # the modules on "cpu" are also listed as skipped so that the saved config reloads them
         # unquantized without any device_map (transformers derives them from the map only at load time)
         skip = skip + [m for m in cfg.cpu_fp32_modules if m not in skip]
+    if skip and defaults:
+        skip = skip + [m for m in defaults if m not in skip]
     if cfg.load_in_8bit:
         return {
             "load_in_8bit": True, "llm_int8_threshold": cfg.llm_int8_threshold,
@@ -211,7 +228,7 @@ def load_model(folder: Path, cfg: Any, device: str, quantized: bool = True) -> n
     config = read_config(folder)
     cls = model_class(config)
     kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.torch_dtype]}
-    qkw = quantization_kwargs(cfg) if quantized else {}
+    qkw = quantization_kwargs(cfg, default_skips(config)) if quantized else {}
     if qkw:
         kwargs["quantization_config"] = BitsAndBytesConfig(**qkw)
         names = module_names(folder, config)
@@ -339,6 +356,8 @@ def build_model(ctx, data: TextData) -> LMBundle:
         "load the model " + ("in 8-bit" if cfg.load_in_8bit else "in 4-bit" if cfg.load_in_4bit else ""), total=None
     ):
         model = load_model(folder, cfg, ctx.device)
+    if qkw:
+        qkw = quantization_kwargs(cfg, default_skips(model.config))  # as loaded (with the default skips)
     tok = load_tokenizer(folder)
     vocab = (
         model.config.vocab_size if not getattr(model.config, "is_encoder_decoder", False) else model.config.vocab_size
