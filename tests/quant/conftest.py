@@ -42,9 +42,9 @@ def run_quant(runs: Path, stage: str, *sets: str, extra: tuple[str, ...] = ()):
 @pytest.fixture
 def registry():
     """A registry with quant and the tiny test domain plugin registered by hand (in-process)."""
+    import mlx_quant
     import tinyseg
 
-    import mlx_quant
     from mlx_core.plugins import OK, PluginRecord, Registry
 
     reg = Registry(load=False)

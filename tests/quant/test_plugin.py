@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_quant
-
-from mlx_core.testing import PluginConformance
 from mlx_quant.data import generate_corpus, read_texts
 from mlx_quant.model import matches
+
+from mlx_core.testing import PluginConformance
+
+from conftest import TINY, run_quant
 
 
 class TestConformance(PluginConformance):
@@ -121,10 +122,9 @@ def test_4bit_in_process(run_inproc, qtype):
 
 def test_fp32_cpu_offload_keeps_named_modules_in_float32(tmp_path):
     import torch
-    from transformers import AutoModelForCausalLM
-
     from mlx_quant.config import ModelConfig
     from mlx_quant.model import create_default_model, device_map, load_model, portable_quantization_config
+    from transformers import AutoModelForCausalLM
 
     cfg = ModelConfig(hidden_size=32, ffn_dim=64, llm_int8_enable_fp32_cpu_offload=True,
                       cpu_fp32_modules=["model.decoder.layers.1"])  # fmt: skip

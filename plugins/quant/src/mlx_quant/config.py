@@ -52,6 +52,10 @@ class ModelConfig(Section):
         description="a local Hugging Face model folder (config.json + weights); none: create and save a small "
         "randomly initialised OPT-style causal LM inside the run (untrained, no download)",
     )
+    trust_remote_code: bool = Field(
+        False,
+        description="let transformers run Python code shipped in model.path (auto_map); off: such a folder is refused",
+    )
     load_in_8bit: bool = Field(True, description="bitsandbytes LLM.int8(): Linear layers in int8 (set false for 4-bit)")
     load_in_4bit: bool = Field(
         False, description="bitsandbytes 4-bit Linear layers (nf4 or fp4); needs load_in_8bit=false"

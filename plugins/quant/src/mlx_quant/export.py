@@ -117,6 +117,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     with ctx.progress("reload the exported model", total=None):
         cls = model_class(base.config)
         kwargs: dict[str, Any] = {"device_map": {"": 0}} if ctx.device == "cuda" else {}
+        kwargs["trust_remote_code"] = mcfg.trust_remote_code
         reloaded = cls.from_pretrained(out_dir, **kwargs).eval()
         if is_peft:
             from peft import PeftModel

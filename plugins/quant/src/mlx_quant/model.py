@@ -96,7 +96,7 @@ def create_default_model(folder: Path, cfg: Any, seed: int) -> Path:
 
 
 # --- checks on a user's folder -----------------------------------------------------------------
-def read_config(folder: Path) -> Any:
+def read_config(folder: Path, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
     if not folder.is_dir():
@@ -104,8 +104,11 @@ def read_config(folder: Path) -> Any:
     if not (folder / "config.json").is_file():
         raise DataError(f"model.path {folder} is not a transformers model folder: it has no config.json")
     try:
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a transformers model"
+        if not trust_remote_code and "trust_remote_code" in str(exc):
+            raise DataError(f"model.path {folder} ships its own model code (auto_map); it is not run unless "
+                            f"model.trust_remote_code=true") from None  # fmt: skip
         raise DataError(f"model.path {folder} is not a transformers model folder: {exc}".splitlines()[0]) from None
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise DataError(f"model.path {folder} has a config.json but no weights ({' or '.join(WEIGHT_FILES[::2])})")
@@ -118,26 +121,26 @@ def model_class(config: Any) -> Any:
     return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
 
 
-def skeleton(config: Any) -> nn.Module:
+def skeleton(config: Any, trust_remote_code: bool = False) -> nn.Module:
     """The model built on the meta device (no weights read, no memory)."""
     cls = model_class(config)
     with torch.device("meta"):
-        return cls.from_config(config)
+        return cls.from_config(config, trust_remote_code=trust_remote_code)
 
 
-def module_names(folder: Path, config: Any) -> list[str]:
+def module_names(folder: Path, config: Any, trust_remote_code: bool = False) -> list[str]:
     """Every submodule name of the model."""
-    return [n for n, _ in skeleton(config).named_modules() if n]
+    return [n for n, _ in skeleton(config, trust_remote_code).named_modules() if n]
 
 
-def default_skips(config: Any) -> list[str]:
+def default_skips(config: Any, trust_remote_code: bool = False) -> list[str]:
     """What transformers leaves unquantized when no skip list is given (tied / output embeddings,
     the last module). A user-given ``llm_int8_skip_modules`` *replaces* that list in transformers,
     which quantizes a tied ``lm_head`` whose weight is the embedding's and then fails at the first
     forward pass; so these are always added to the user's list."""
     from transformers.quantizers.base import get_keys_to_not_convert
 
-    return sorted(get_keys_to_not_convert(skeleton(config)))
+    return sorted(get_keys_to_not_convert(skeleton(config, trust_remote_code)))
 
 
 def matches(pattern: str, name: str) -> bool:
@@ -225,13 +228,13 @@ def load_model(folder: Path, cfg: Any, device: str, quantized: bool = True) -> n
     from transformers import BitsAndBytesConfig
 
     quiet()
-    config = read_config(folder)
+    config = read_config(folder, cfg.trust_remote_code)
     cls = model_class(config)
-    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.torch_dtype]}
-    qkw = quantization_kwargs(cfg, default_skips(config)) if quantized else {}
+    kwargs: dict[str, Any] = {"dtype": DTYPES[cfg.torch_dtype], "trust_remote_code": cfg.trust_remote_code}
+    qkw = quantization_kwargs(cfg, default_skips(config, cfg.trust_remote_code)) if quantized else {}
     if qkw:
         kwargs["quantization_config"] = BitsAndBytesConfig(**qkw)
-        names = module_names(folder, config)
+        names = module_names(folder, config, cfg.trust_remote_code)
         if qkw.get("llm_int8_skip_modules"):
             check_module_names("model.llm_int8_skip_modules", list(cfg.llm_int8_skip_modules), names)
         if cfg.llm_int8_enable_fp32_cpu_offload:
@@ -262,7 +265,7 @@ def portable_quantization_config(model: nn.Module) -> None:
         qc.llm_int8_enable_fp32_cpu_offload = False
 
 
-def load_tokenizer(folder: Path) -> Any:
+def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     if (folder / "mlx_byte_tokenizer.txt").is_file() or not any(
         (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
     ):
@@ -270,7 +273,7 @@ def load_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return HFTokenizer(AutoTokenizer.from_pretrained(folder))
+        return HFTokenizer(AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code))
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"model.path {folder}: its tokenizer cannot be loaded: {exc}".splitlines()[0]) from None
 
@@ -349,7 +352,7 @@ def build_model(ctx, data: TextData) -> LMBundle:
         ctx.add_artifact(folder / "config.json", kind="model-config", generated=True)
     else:
         folder = Path(cfg.path).expanduser()
-        read_config(folder)
+        read_config(folder, cfg.trust_remote_code)
     if not qkw:
         ctx.note("neither model.load_in_8bit nor model.load_in_4bit is set: the model is loaded unquantized")
     with ctx.progress(
@@ -357,8 +360,10 @@ def build_model(ctx, data: TextData) -> LMBundle:
     ):
         model = load_model(folder, cfg, ctx.device)
     if qkw:
-        qkw = quantization_kwargs(cfg, default_skips(model.config))  # as loaded (with the default skips)
-    tok = load_tokenizer(folder)
+        qkw = quantization_kwargs(
+            cfg, default_skips(model.config, cfg.trust_remote_code)
+        )  # as loaded (with the default skips)
+    tok = load_tokenizer(folder, cfg.trust_remote_code)
     vocab = (
         model.config.vocab_size if not getattr(model.config, "is_encoder_decoder", False) else model.config.vocab_size
     )
