@@ -1,0 +1,95 @@
+"""Post-training int8 of another plugin's model, against the tiny test plugin ``tinyseg``: from a
+finished run (``source.run``) and as a hook wrapper on that plugin's export (``quant.scheme``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from mlx_quant import ptq
+
+
+@pytest.fixture
+def seg_run(run_inproc):
+    """A finished tinyseg run (trained a little, exported in fp32)."""
+    return run_inproc("tinyseg", "export", ["train.steps=25"])
+
+
+def test_quant_export_of_a_finished_run(seg_run, run_inproc, registry, monkeypatch):
+    import mlx_quant.source
+
+    monkeypatch.setattr(mlx_quant.source, "source_registry", lambda: registry)
+    m = run_inproc("quant", "export", [f"source.run={seg_run.run_dir}", "source.calibration_batches=4",
+                                       "source.eval_examples=4"])  # fmt: skip
+    report = json.loads((m.run_dir / "export" / "quant_report.json").read_text())
+    assert set(report["schemes"]) == {"int8_weight_only", "int8_dynamic", "int8_static"}
+    assert report["layers"] == {"linear": 2, "conv": 1}
+    static = report["schemes"]["int8_static"]
+    assert (m.run_dir / static["path"]).read_bytes()[4:8] == b"ET12"  # an ExecuTorch program
+    assert static["size_ratio"] < 1  # tiny net: the .pte container dominates; the benchmark measures a real one
+    q = static["quality"]
+    assert q["metric"] == "mIoU" and q["argmax_agreement"] > 0.9 and abs(q["delta"]) < 0.1
+    assert q["fp32"] > 0.3  # tinyseg learned something: the delta is measured on a trained model
+    for scheme in ("int8_weight_only", "int8_dynamic"):
+        entry = report["schemes"][scheme]
+        assert entry["quantized_linear_layers"] == 2 and entry["quality"]["max_abs_diff"] < 0.5
+    assert m.data["records"]["source"]["plugin"] == "tinyseg"
+    assert m.data["records"]["source_weights"].endswith("epoch-001.pt")
+    assert m.data["records"]["trained"] is True
+    kinds = [a["kind"] for a in m.data["artifacts"]]
+    assert kinds.count("quantized") == 3 and "chart" in kinds
+    # the source run is left untouched
+    assert not (seg_run.run_dir / "export" / "quant").exists()
+
+
+def test_hook_wrapper_adds_a_quantized_artifact_to_another_plugins_export(run_inproc):
+    m = run_inproc("tinyseg", "export", ["train.steps=5", "quant.scheme=int8_dynamic", "quant.eval_examples=2"])
+    rel = "export/quant/int8_dynamic.pt"
+    arts = {a["path"]: a for a in m.data["artifacts"]}
+    assert "export/model.pt" in arts  # the domain plugin's own export ran
+    assert arts[rel]["kind"] == "quantized" and arts[rel]["scheme"] == "int8_dynamic"
+    rec = m.data["records"]["quant"]
+    assert rec["scheme"] == "int8_dynamic" and rec["quantized_linear_layers"] == 2
+    assert (m.run_dir / "export" / "quant" / "quant_report.json").is_file()
+
+    plain = run_inproc("tinyseg", "export", ["train.steps=0"])  # quant.scheme defaults to none: nothing added
+    assert not (plain.run_dir / "export" / "quant").exists() and "quant" not in plain.data.get("records", {})
+
+
+def test_quality_scores_segmentation_and_classification():
+    ref = [torch.tensor([[[[2.0, 0.0]], [[0.0, 2.0]]]])]  # [1, 2 classes, 1, 2]
+    out = [torch.tensor([[[[1.0, 0.0]], [[0.0, -1.0]]]])]
+    q = ptq.quality(ref, out, [torch.tensor([[[0, 1]]])])
+    assert q["metric"] == "mIoU" and q["fp32"] == 1.0 and q["quantized"] < 1.0 and q["delta"] < 0
+    assert q["argmax_agreement"] == 0.5 and q["max_abs_diff"] == 3.0
+    q = ptq.quality([torch.eye(3)], [torch.eye(3)], [torch.tensor([0, 1, 1])])
+    assert q["metric"] == "accuracy" and q["delta"] == 0 and q["fp32"] == pytest.approx(2 / 3)
+
+
+def test_examples_follow_the_convention():
+    class WithHook:
+        def quant_examples(self, n, split):
+            return [((torch.ones(1, 3), torch.zeros(1, 3)), None)] * n
+
+    got = ptq.examples(WithHook(), 2, "eval")
+    assert len(got) == 2 and len(got[0][0]) == 2
+    data = {"val": [({"x": torch.ones(3)})], "train": [(torch.zeros(3), torch.tensor(1))]}
+    (x,), _ = ptq.examples(data, 1, "eval")[0]
+    assert x.shape == (1, 3) and x.sum() == 3
+    (x,), y = ptq.examples(data, 1, "calibration")[0]
+    assert x.sum() == 0 and y.shape == (1,)
+    from mlx_core import DataError
+
+    with pytest.raises(DataError, match="quant_examples"):
+        ptq.examples(object(), 1, "eval")
+
+
+def test_output_unwrapping():
+    net = ptq.TensorOutput(nn.Identity())
+    t = torch.ones(2)
+    assert ptq.first_tensor({"aux": t * 2, "out": t}) is t
+    assert ptq.first_tensor((t, None)) is t
+    assert net(t) is t
