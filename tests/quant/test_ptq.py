@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from torch import nn
-
 from mlx_quant import ptq
+from torch import nn
 
 
 @pytest.fixture
