@@ -92,3 +92,33 @@ def test_output_unwrapping():
     assert ptq.first_tensor({"aux": t * 2, "out": t}) is t
     assert ptq.first_tensor((t, None)) is t
     assert net(t) is t
+
+
+class WordTokenizer:
+    def batch_decode(self, seqs, skip_special_tokens=True):
+        return [" ".join(f"w{int(i)}" for i in s if int(i) > 1) for s in seqs]
+
+
+def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
+    """The translation plugin's convention: an encoder-decoder with generate(), tokenized splits."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from mlx_core import ConfigError, RunContext
+    from mlx_core.runs import Manifest
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=32, d_model=32, d_ff=64, d_kv=16, num_layers=1,
+                                                num_heads=2, decoder_start_token_id=0, pad_token_id=0,
+                                                eos_token_id=1))  # fmt: skip
+    rows = [{"input_ids": [5 + i, 6, 7, 1], "labels": [8, 9 + i, 1]} for i in range(3)]
+    data = {"tokenized": {"train": rows, "test": rows}, "tokenizer": WordTokenizer()}
+    ctx = RunContext(plugin="tinytrans", stage="export", target="export", config=None, device="cpu", run_dir=tmp_path,
+                     manifest=Manifest.create(tmp_path, plugin="tinytrans"))  # fmt: skip
+    report = ptq.quantize_model(ctx, model, data, ["int8_dynamic"], 4, 2, ("export", "quant"))
+    entry = report["schemes"]["int8_dynamic"]
+    assert report["kind"] == "seq2seq" and report["eval_examples"] == 2
+    assert entry["quantized_linear_layers"] == report["layers"]["linear"] > 0
+    assert entry["quality"]["metric"] in ("BLEU", "exact match") and 0 <= entry["quality"]["identical_outputs"] <= 1
+    assert (tmp_path / entry["path"]).is_file()
+    with pytest.raises(ConfigError, match="int8_static.*seq2seq"):
+        ptq.quantize_model(ctx, model, data, ["int8_static"], 4, 2, ("export", "quant"))

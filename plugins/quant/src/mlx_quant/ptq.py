@@ -258,11 +258,106 @@ def executorch_runner(path: Path) -> Any:
     return run
 
 
+# --- seq2seq models (the translation plugin's convention) -----------------------------------------
+def is_seq2seq(model: nn.Module) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False)) and hasattr(model, "generate")
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
+
+
+def seq2seq_examples(data: Any, n: int) -> tuple[list[tuple[list[int], list[int]]], Any]:
+    """Up to ``n`` (input_ids, label ids) pairs of the held-out split and the tokenizer: the data
+    object holds ``tokenized`` (splits ``test``/``validation``/``eval``/``train`` with ``input_ids``
+    and ``labels``) and ``tokenizer`` (with ``batch_decode``)."""
+    tok, splits = _get(data, "tokenizer"), _get(data, "tokenized")
+    if tok is None or splits is None or not hasattr(tok, "batch_decode"):
+        raise DataError(
+            f"quant: a seq2seq model's data ({type(data).__name__}) needs 'tokenized' splits and a 'tokenizer' "
+            "with batch_decode"
+        )
+    for name in ("test", "validation", "eval", "train"):
+        ds = splits[name] if hasattr(splits, "keys") and name in splits.keys() else None
+        if ds is not None and len(ds) > 0:
+            rows = ds.select(range(min(n, len(ds)))) if hasattr(ds, "select") else ds[:n]
+            out = [(list(r["input_ids"]), [t for t in r["labels"] if t >= 0]) for r in rows]
+            return out, tok
+    raise DataError(f"quant: the tokenized splits of {type(data).__name__} are empty")
+
+
+def _bleu(hyps: list[str], refs: list[str]) -> tuple[str, float]:
+    try:
+        import sacrebleu
+    except ImportError:  # the translation plugin brings sacrebleu; without it: exact-match rate
+        return "exact match", float(np.mean([h.strip() == r.strip() for h, r in zip(hyps, refs, strict=True)]))
+    return "BLEU", float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+
+
+def quantize_seq2seq(ctx, model: nn.Module, data: Any, schemes: list[str], n_eval: int, sub: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+    """torchao int8 of an encoder-decoder's Linear layers; quality = BLEU of greedy translations."""
+    if "int8_static" in schemes:
+        from mlx_core import ConfigError
+
+        raise ConfigError(
+            "quant scheme int8_static (PT2E -> ExecuTorch) needs a single-forward model; this is a seq2seq "
+            f"{type(model).__name__} that translates with generate(): use int8_dynamic or int8_weight_only"
+        )
+    net = copy.deepcopy(model).cpu().float().eval()
+    pairs, tok = seq2seq_examples(data, n_eval)
+    refs = tok.batch_decode([lab for _, lab in pairs], skip_special_tokens=True)
+
+    @torch.no_grad()
+    def translate(m: nn.Module) -> tuple[list[list[int]], float]:
+        t0, outs = time.perf_counter(), []
+        for ids, lab in pairs:
+            g = m.generate(input_ids=torch.tensor([ids]), max_new_tokens=len(lab) + 8, num_beams=1, do_sample=False)
+            outs.append(g[0].tolist())
+        return outs, (time.perf_counter() - t0) * 1000 / len(pairs)
+
+    fp_out, fp_ms = translate(net)
+    fp_text = tok.batch_decode(fp_out, skip_special_tokens=True)
+    metric, fp_score = _bleu(fp_text, refs)
+    fp32_bytes = state_dict_bytes(net)
+    report: dict[str, Any] = {"kind": "seq2seq", "model_class": type(model).__name__, "eval_examples": len(pairs),
+                              "layers": {"linear": sum(isinstance(m, nn.Linear) for m in net.modules())},
+                              "fp32": {"state_dict_bytes": fp32_bytes, "generate_ms_per_example": fp_ms, metric: fp_score},
+                              "schemes": {}}  # fmt: skip
+    for scheme in schemes:
+        t0 = time.perf_counter()
+        with ctx.progress(f"torchao {scheme} ({type(model).__name__})", total=None):
+            q, changed = torchao_quantize(net, scheme)
+            q_out, q_ms = translate(q)
+            with ctx.atomic_path(*sub, f"{scheme}.pt") as tmp:
+                torch.save(q.state_dict(), tmp)
+        path = ctx.path(*sub, f"{scheme}.pt")
+        q_text = tok.batch_decode(q_out, skip_special_tokens=True)
+        _, q_score = _bleu(q_text, refs)
+        size = path.stat().st_size
+        entry = {"format": "torch state_dict (torchao tensors)", "quantized_linear_layers": changed, "size_bytes": size,
+                 "size_ratio": size / fp32_bytes, "baseline": "fp32 state_dict", "generate_ms_per_example": q_ms,
+                 "fp32_generate_ms_per_example": fp_ms, "seconds": time.perf_counter() - t0,
+                 "quality": {"metric": metric, "fp32": fp_score, "quantized": q_score, "delta": q_score - fp_score,
+                             "identical_outputs": float(np.mean([a == b for a, b in zip(fp_out, q_out, strict=True)]))},
+                 "path": str(path.relative_to(ctx.run_dir))}  # fmt: skip
+        report["schemes"][scheme] = entry
+        ctx.add_artifact(
+            path, kind="quantized", scheme=scheme, size_ratio=entry["size_ratio"], quality=entry["quality"]
+        )
+        ctx.log_metrics({f"{scheme}_size_ratio": entry["size_ratio"], f"{scheme}_{metric}_delta": q_score - fp_score,
+                         f"{scheme}_identical_outputs": entry["quality"]["identical_outputs"]})  # fmt: skip
+    path = atomic_write_json(ctx.path(*sub, "quant_report.json"), report)
+    ctx.add_artifact(path, kind="report", plugin="quant")
+    return report
+
+
 # --- one call for both entry points --------------------------------------------------------------
 def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib: int, n_eval: int, sub: tuple[str, ...],
                    fp32_pte: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Quantize ``model`` with each scheme; write artifacts under ``ctx.path(*sub)``, register them,
     and return the report (size ratio and quality delta per scheme)."""
+    if is_seq2seq(model):
+        return quantize_seq2seq(ctx, model, data, schemes, n_eval, sub)
     net = TensorOutput(copy.deepcopy(model).cpu().float().eval()).eval()
     calib = examples(data, n_calib, "calibration")
     evals = examples(data, n_eval, "eval")

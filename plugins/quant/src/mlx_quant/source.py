@@ -85,6 +85,15 @@ def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def saved_pretrained(src: SourceRun) -> Path | None:
+    """The folder of the newest ``save_pretrained`` model the source run exported, if any."""
+    for a in reversed(src.manifest.artifacts("model")):
+        folder = (src.run_dir / a["path"]).parent
+        if a.get("format") in ("save_pretrained", "transformers") and (folder / "config.json").is_file():
+            return folder
+    return None
+
+
 def source_model(ctx, src: SourceRun) -> Any:
     src.ctx.stage = "model"
     model = src.registry.pm.hook.mlx_model(ctx=src.ctx, data=src.data)
@@ -92,7 +101,13 @@ def source_model(ctx, src: SourceRun) -> Any:
         raise RunError(f"source.run {src.run_dir}: plugin {src.plugin!r} returned no model")
     found = newest_checkpoint(src.run_dir)
     trained = src.manifest.data.get("records", {}).get("trained")
-    if found is not None:
+    pretrained = saved_pretrained(src)
+    if found is None and pretrained is not None and hasattr(type(model), "from_pretrained"):
+        # a Hugging Face model exported with save_pretrained (the translation plugin's convention)
+        model = type(model).from_pretrained(pretrained)
+        ctx.log(f"[model] weights from {pretrained} (save_pretrained)")
+        ctx.record("source_weights", str(pretrained))
+    elif found is not None:
         path, state = found
         try:
             model.load_state_dict(state)
