@@ -15,7 +15,7 @@ weights; PT2E static int8 segmentation faster than fp32 ExecuTorch.
 Prints a table, writes benchmarks/results/quant.json and quant.png. Timings are CPU wall times on
 a machine shared with other jobs: noisy.
 
-    python benchmarks/quant.py [--hidden 256 --layers 4 --ffn 1024 --train-steps 150 --repeats 5]
+    python benchmarks/quant.py [--hidden 128 --layers 2 --ffn 512 --train-steps 80 --repeats 5]
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def bench_lm(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
         model = load_model(folder, base, "cpu", quantized=False).train()
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         g = torch.Generator().manual_seed(0)
-        for _ in range(args.train_steps):
+        for step in range(args.train_steps):
+            if step % 20 == 0:
+                log(f"LM training step {step}/{args.train_steps}")
             idx = torch.randint(0, len(train_w), (8,), generator=g)
             loss = lm_loss(model, train_w[idx])
             loss.backward()
@@ -182,8 +184,8 @@ def seg_data(n: int, size: int, classes: int, seed: int) -> tuple[Any, Any]:
     import numpy as np
     import torch
 
+    palette = np.random.default_rng(1234).uniform(0, 1, (classes, 3)).astype(np.float32)  # shared by all splits
     rng = np.random.default_rng(seed)
-    palette = rng.uniform(0, 1, (classes, 3)).astype(np.float32)
     xs, ys = [], []
     for _ in range(n):
         y = np.zeros((size, size), dtype=np.int64)
@@ -229,16 +231,16 @@ def bench_seg(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
     lower_executorch(m, one, fp_pte)
     run_fp = executorch_runner(fp_pte)
     with torch.no_grad():
-        rows["fp32 eager"] = {"size_bytes": params * 4, "latency_ms": median_ms(m, *one, repeats=args.repeats),
+        rows["fp32 eager"] = {"size_bytes": params * 4, "latency_ms": median_ms(m, *one, repeats=args.seg_repeats),
                               "quality": quality(ref, ref, targets)}  # fmt: skip
-    rows["fp32 ExecuTorch"] = {"size_bytes": fp_pte.stat().st_size, "latency_ms": median_ms(run_fp, *one, repeats=args.repeats),
+    rows["fp32 ExecuTorch"] = {"size_bytes": fp_pte.stat().st_size, "latency_ms": median_ms(run_fp, *one, repeats=args.seg_repeats),
                                "quality": quality(ref, [run_fp(*inp) for inp, _ in evals], targets)}  # fmt: skip
     for scheme in ("int8_weight_only", "int8_dynamic"):
         q, changed = torchao_quantize(m, scheme)
         with torch.no_grad():
             rows[f"torchao {scheme}"] = {
                 "size_bytes": sum(tensor_bytes(p) for p in q.parameters()), "changed_layers": changed,
-                "latency_ms": median_ms(q, *one, repeats=args.repeats),
+                "latency_ms": median_ms(q, *one, repeats=args.seg_repeats),
                 "quality": quality(ref, [q(*inp) for inp, _ in evals], targets),
                 "note": "torchao's int8 configs quantize nn.Linear only; this net is all conv",
             }  # fmt: skip
@@ -248,7 +250,7 @@ def bench_seg(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
     lower_executorch(q, one, q_pte)
     run_q = executorch_runner(q_pte)
     rows["PT2E int8 static ExecuTorch"] = {
-        "size_bytes": q_pte.stat().st_size, "latency_ms": median_ms(run_q, *one, repeats=args.repeats),
+        "size_bytes": q_pte.stat().st_size, "latency_ms": median_ms(run_q, *one, repeats=args.seg_repeats),
         "quality": quality(ref, [run_q(*inp) for inp, _ in evals], targets), "convert_s": time.perf_counter() - t0,
     }  # fmt: skip
     fp_ms = rows["fp32 ExecuTorch"]["latency_ms"]
@@ -305,19 +307,20 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--ffn", type=int, default=1024)
+    p.add_argument("--ffn", type=int, default=512)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--documents", type=int, default=400)
     p.add_argument("--eval-windows", type=int, default=16)
-    p.add_argument("--train-steps", type=int, default=150, help="fp32 LM training steps before quantizing (0: random)")
-    p.add_argument("--seg-width", type=int, default=32)
+    p.add_argument("--train-steps", type=int, default=80, help="fp32 LM training steps before quantizing (0: random)")
+    p.add_argument("--seg-width", type=int, default=64)
     p.add_argument("--seg-size", type=int, default=128)
-    p.add_argument("--seg-steps", type=int, default=60)
+    p.add_argument("--seg-steps", type=int, default=30)
     p.add_argument("--calibration", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed LM forward passes")
+    p.add_argument("--seg-repeats", type=int, default=20, help="timed segmentation forward passes")
     p.add_argument("--skip", choices=["lm", "seg"], action="append", default=[])
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
@@ -326,7 +329,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=150)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     res: dict[str, Any] = {"host": {"platform": platform.platform(), "python": sys.version.split()[0],
                                     "torch": torch.__version__, "threads": torch.get_num_threads()}}  # fmt: skip
