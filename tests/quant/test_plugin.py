@@ -111,11 +111,18 @@ def test_int8_with_lora_end_to_end(tmp_path):
 def test_4bit_in_process(run_inproc, qtype):
     m = run_inproc("quant", "export", [*TINY, "model.load_in_8bit=false", "model.load_in_4bit=true",
                                        f"model.bnb_4bit_quant_type={qtype}", "model.bnb_4bit_use_double_quant=true",
-                                       "train.steps=0", "model.hidden_size=64", "model.ffn_dim=128"])  # fmt: skip
+                                       f"train.steps={2 if qtype == 'nf4' else 0}", "train.batch_size=2",
+                                       "model.hidden_size=64", "model.ffn_dim=128"])  # fmt: skip
     report = json.loads((m.run_dir / "export" / "report.json").read_text())
     assert report["precision"] == f"4-bit {qtype}"
     assert report["linear_weight_bytes"]["ratio"] <= 0.2
-    assert report["perplexity"]["after_lora"] is None
+    assert report["memory_footprint_bytes"]["after"] < report["memory_footprint_bytes"]["before"]
+    assert report["reload"]["max_abs_logit_diff"] <= report["reload"]["allowed"]
+    if qtype == "nf4":  # LoRA adapters on the frozen 4-bit base, saved beside it
+        assert report["perplexity"]["after_lora"] is not None
+        assert (m.run_dir / "export" / "adapter" / "adapter_config.json").is_file()
+    else:
+        assert report["perplexity"]["after_lora"] is None
     saved = json.loads((m.run_dir / "export" / "model" / "config.json").read_text())["quantization_config"]
     assert saved["bnb_4bit_quant_type"] == qtype and saved["bnb_4bit_use_double_quant"] is True
 

@@ -106,7 +106,9 @@ class ExportConfig(Section):
         description="parity for 4-bit models: bitsandbytes' CPU kernels repack the 4-bit scales to bfloat16 "
         "at the first forward pass, so the in-memory and the reloaded model differ at bfloat16 precision",
     )
-    latency_repeats: int = Field(5, ge=1, le=1000, description="timed forward passes per model for the latency figure")
+    latency_repeats: int = Field(
+        5, ge=1, le=1000, description="timed forward passes per model; the latency figure is the best of them"
+    )
 
 
 class QuantConfig(Section):

@@ -5,7 +5,6 @@ and a report: memory footprint, Linear-weight bytes, perplexity and latency, fp 
 from __future__ import annotations
 
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from .train import perplexity
 
 @torch.no_grad()
 def latency_ms(model: Any, batch: torch.Tensor, repeats: int) -> float:
-    """Median wall time of one forward pass over ``batch`` (after one warm-up pass)."""
+    """Best wall time of one forward pass over ``batch`` over ``repeats`` passes (after one warm-up
+    pass): on a shared machine the minimum is the figure least disturbed by other jobs."""
     device = next(p.device for p in model.parameters() if p.device.type != "meta")
     batch = batch.to(device)
     model(input_ids=batch) if not getattr(model.config, "is_encoder_decoder", False) else model(
@@ -34,7 +34,7 @@ def latency_ms(model: Any, batch: torch.Tensor, repeats: int) -> float:
         else:
             model(input_ids=batch)
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return min(times)
 
 
 @torch.no_grad()
@@ -59,12 +59,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
               ("latency_ms", "CPU latency (ms / batch)" if report["device"] == "cpu" else "latency (ms / batch)")]  # fmt: skip
     colors = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
     for ax, (key, title) in zip(axes, panels, strict=True):
-        vals = [rows[n].get(key) or 0.0 for n in names]
-        ax.bar(range(len(names)), vals, color=colors[: len(names)])
+        vals = [rows[n].get(key) for n in names]
+        ax.bar(range(len(names)), [v or 0.0 for v in vals], color=colors[: len(names)])
         ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
         ax.set_title(title, fontsize=10)
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+        for i, v in enumerate(vals):  # no figure (the adapters' own footprint/latency): said, not drawn as 0
+            ax.text(i, v or 0.0, "n/a" if v is None else f"{v:.3g}", ha="center", va="bottom", fontsize=8)
     fig.suptitle(f"{report['model_class']} ({report['precision']}); trained={report['trained']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
