@@ -335,11 +335,13 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     res: dict[str, Any] = {"host": {"platform": platform.platform(), "python": sys.version.split()[0],
                                     "torch": torch.__version__, "threads": torch.get_num_threads()}}  # fmt: skip
-    for mod in ("transformers", "bitsandbytes", "torchao", "executorch"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("transformers", "bitsandbytes", "torchao", "executorch", "peft"):
         try:
-            res["host"][mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            res["host"][mod] = None
+            res["host"][dist] = version(dist)
+        except PackageNotFoundError:
+            res["host"][dist] = None
     with tempfile.TemporaryDirectory() as tmp:
         if "lm" not in args.skip:
             res["lm"] = bench_lm(args, Path(tmp), console.log)
