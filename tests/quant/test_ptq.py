@@ -120,5 +120,8 @@ def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
     assert entry["quantized_linear_layers"] == report["layers"]["linear"] > 0
     assert entry["quality"]["metric"] in ("BLEU", "exact match") and 0 <= entry["quality"]["identical_outputs"] <= 1
     assert (tmp_path / entry["path"]).is_file()
+    both = ptq.quantize_model(ctx, model, data, ["int8_weight_only", "int8_static"], 4, 1, ("export", "q2"))
+    assert list(both["schemes"]) == ["int8_weight_only"]  # static skipped with a note when others remain
+    assert any("int8_static" in n for n in ctx.manifest.data["notes"])
     with pytest.raises(ConfigError, match="int8_static.*seq2seq"):
         ptq.quantize_model(ctx, model, data, ["int8_static"], 4, 2, ("export", "quant"))
