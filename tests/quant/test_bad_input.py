@@ -39,7 +39,7 @@ def test_model_folder_that_is_not_a_transformers_model(tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    err = one_line_error(run_quant(tmp_path / "runs", "model", f"model.path={empty}"), during_run=True)
+    err = one_line_error(run_quant(tmp_path / "runs", "data", f"model.path={empty}"), during_run=True)
     assert str(empty) in err and "config.json" in err
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mlx_core import PluginInfo, hookimpl
 
-from .config import QuantConfig, QuantOptions, check_model_flags
+from .config import QuantConfig, QuantOptions, check_model_flags, check_model_path
 
 NAME = "quant"
 
@@ -39,6 +39,7 @@ def mlx_data(ctx):
 
         return load_source(ctx)
     check_model_flags(ctx.config.model)
+    check_model_path(ctx.config.model)
     from .data import build_text_data
 
     return build_text_data(ctx)

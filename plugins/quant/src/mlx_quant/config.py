@@ -137,6 +137,21 @@ def check_model_flags(cfg: ModelConfig) -> None:
         )
 
 
+def check_model_path(cfg: ModelConfig) -> None:
+    """A wrong model folder fails before any stage does work (no heavy import needed for that)."""
+    if cfg.path is None:
+        return
+    from pathlib import Path
+
+    from mlx_core import DataError
+
+    folder = Path(cfg.path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"model.path {folder} is not a directory (expected a Hugging Face model folder)")
+    if not (folder / "config.json").is_file():
+        raise DataError(f"model.path {folder} is not a transformers model folder: it has no config.json")
+
+
 class QuantOptions(Section):
     """What a user gives quant when it wraps another plugin's export (``--set quant.scheme=int8_static``)."""
 

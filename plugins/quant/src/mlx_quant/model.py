@@ -97,12 +97,12 @@ def create_default_model(folder: Path, cfg: Any, seed: int) -> Path:
 
 # --- checks on a user's folder -----------------------------------------------------------------
 def read_config(folder: Path, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoConfig
-
     if not folder.is_dir():
         raise DataError(f"model.path {folder} is not a directory (expected a Hugging Face model folder)")
     if not (folder / "config.json").is_file():
         raise DataError(f"model.path {folder} is not a transformers model folder: it has no config.json")
+    from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a transformers model"
