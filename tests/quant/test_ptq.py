@@ -125,3 +125,21 @@ def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
     assert any("int8_static" in n for n in ctx.manifest.data["notes"])
     with pytest.raises(ConfigError, match="int8_static.*seq2seq"):
         ptq.quantize_model(ctx, model, data, ["int8_static"], 4, 2, ("export", "quant"))
+
+
+def test_a_lowering_failure_is_one_stage_failed_line(run_inproc, monkeypatch):
+    from mlx_core import StageFailed
+
+    def broken(*args, **kwargs):
+        try:
+            raise AssertionError("The same constant data tensor can't be used in NHWC format in one place\nmore")
+        except AssertionError as inner:
+            raise Exception("An error occurred when running the 'ChannelsLastTaggedReshapePass' pass") from inner
+
+    monkeypatch.setattr(ptq, "lower_executorch", broken)
+    with pytest.raises(StageFailed) as info:
+        run_inproc("tinyseg", "export", ["train.steps=0", "quant.scheme=int8_static", "quant.eval_examples=1",
+                                         "quant.calibration_batches=1"])  # fmt: skip
+    msg = str(info.value)
+    assert "\n" not in msg and "XNNPACK lowering" in msg and "ChannelsLastTaggedReshapePass" in msg
+    assert "NHWC format in one place" in msg

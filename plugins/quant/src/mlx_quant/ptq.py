@@ -245,6 +245,16 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _first_line(exc: BaseException) -> str:
+    """The exception and its cause, one line (ExecuTorch wraps a pass's AssertionError in a bare Exception)."""
+    parts = []
+    while exc is not None and len(parts) < 2:
+        text = (str(exc).strip().splitlines() or [""])[0]
+        parts.append(f"{type(exc).__name__}: {text}"[:240])
+        exc = exc.__cause__
+    return " <- ".join(parts)
+
+
 def executorch_runner(path: Path) -> Any:
     from executorch.runtime import Runtime
 
@@ -396,11 +406,19 @@ def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib
                                  f"Linear and {layers['conv']} conv layers, so nothing changed")  # fmt: skip
         else:
             with ctx.progress("PT2E static int8 (XNNPACK) -> ExecuTorch", total=None):
-                q = pt2e_static(net, example, calib)
+                try:
+                    q = pt2e_static(net, example, calib)
+                except Exception as exc:  # torch.export / PT2E limits of the model, said in one line
+                    raise StageFailed(f"quant int8_static: PT2E quantization of {type(model).__name__} failed: "
+                                      f"{_first_line(exc)}") from exc  # fmt: skip
                 with torch.no_grad():
                     eager_q = [q(*inputs) for inputs, _ in evals]
-                with ctx.atomic_path(*sub, "int8_static.pte") as tmp:
-                    lower_executorch(q, example, tmp)
+                try:
+                    with ctx.atomic_path(*sub, "int8_static.pte") as tmp:
+                        lower_executorch(q, example, tmp)
+                except Exception as exc:  # an XNNPACK lowering limit, said in one line
+                    raise StageFailed(f"quant int8_static: ExecuTorch XNNPACK lowering of the PT2E-quantized "
+                                      f"{type(model).__name__} failed: {_first_line(exc)}") from exc  # fmt: skip
                 path = ctx.path(*sub, "int8_static.pte")
                 if fp32_pte is None or not fp32_pte.is_file():
                     with ctx.atomic_path(*sub, "fp32.pte") as tmp:
