@@ -185,6 +185,16 @@ def state_dict_bytes(model: nn.Module) -> int:
 
 
 # --- the schemes ---------------------------------------------------------------------------------
+def contiguous_(net: nn.Module) -> None:
+    """Parameters and buffers in the default (NCHW-contiguous) layout. A domain plugin's own
+    ExecuTorch export can leave conv weights channels-last; XNNPACK's layout pass then sees a
+    constant already tagged NHWC used in NCHW elsewhere and refuses the quantized graph."""
+    with torch.no_grad():
+        for t in [*net.parameters(), *net.buffers()]:
+            if not t.is_contiguous():
+                t.data = t.data.contiguous()
+
+
 def torchao_quantize(net: nn.Module, scheme: str) -> tuple[nn.Module, int]:
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
@@ -373,6 +383,7 @@ def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib
     if is_seq2seq(model):
         return quantize_seq2seq(ctx, model, data, schemes, n_eval, sub)
     net = TensorOutput(copy.deepcopy(model).cpu().float().eval()).eval()
+    contiguous_(net)
     calib = examples(data, n_calib, "calibration")
     evals = examples(data, n_eval, "eval")
     example = evals[0][0]
