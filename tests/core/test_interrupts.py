@@ -33,8 +33,8 @@ def wait_for_step(runs: Path, step: int, timeout: float = 60) -> Path:
     raise AssertionError(f"training never reached step {step}")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
-def test_interrupt_marks_stage_interrupted(tmp_path, sig, code):
+@pytest.mark.parametrize("sig, code, reason", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 130, "SIGTERM")])
+def test_interrupt_marks_stage_interrupted(tmp_path, sig, code, reason):
     proc = start(tmp_path)
     run_dir = wait_for_step(tmp_path, 5)
     proc.send_signal(sig)
@@ -43,6 +43,7 @@ def test_interrupt_marks_stage_interrupted(tmp_path, sig, code):
     assert "Traceback" not in err
     m = json.loads((run_dir / "run.json").read_text())
     assert m["stages"]["train"]["status"] == "interrupted"
+    assert reason in m["stages"]["train"]["error"]
     assert m["stages"]["data"]["status"] == "completed"
     assert "export" not in m["stages"] or m["stages"]["export"]["status"] == "pending"
     assert any("interrupted" in n for n in m["notes"])

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import MlxError
+from .errors import MlxError, Terminated
 
 app = typer.Typer(
     name="mlx",
@@ -60,6 +60,9 @@ def main_options(
         import logging
 
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.getLogger("mlx").addHandler(handler)  # the mlx logger does not propagate to the root
 
 
 # --- plugins --------------------------------------------------------------------------------
@@ -297,7 +300,7 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated("terminated (SIGTERM)")
 
 
 def main() -> None:
@@ -311,12 +314,13 @@ def main() -> None:
             traceback.print_exc()
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
+    except KeyboardInterrupt as exc:
+        err.print("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted", highlight=False)
         raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - last resort: one line instead of a traceback
         if verbose or os.environ.get("MLX_DEBUG"):
             traceback.print_exc()
-        msg = f"error: {type(exc).__name__}: {exc}".splitlines()[0]
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        msg = f"error: {type(exc).__name__}: {first}" if first else f"error: {type(exc).__name__}"
         err.print(f"{msg} (run with --verbose for the traceback)", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(1) from None

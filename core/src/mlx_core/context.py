@@ -19,6 +19,10 @@ from .runs import Manifest, atomic_path
 
 T = TypeVar("T")
 log = logging.getLogger("mlx")
+# ctx.log already prints to the console; libraries that configure the root logger (Paddle does on
+# import) must not print every line a second time. --verbose attaches a handler of its own.
+log.propagate = False
+log.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -96,7 +100,7 @@ class RunContext:
     # --- talking to the user ----------------------------------------------------------------
     def log(self, message: str) -> None:
         log.info(message)
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)  # grep-able: never wrapped
 
     @contextlib.contextmanager
     def progress(self, description: str, total: float | None = None) -> Iterator[Any]:

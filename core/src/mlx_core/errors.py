@@ -43,3 +43,7 @@ class StageFailed(MlxError):
     """A stage that ran and failed a check of its own (e.g. an export parity check)."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``): handled like Ctrl-C (the stage is marked interrupted), named as such."""

@@ -15,7 +15,7 @@ from rich.console import Console
 from . import __version__
 from . import config as cfgmod
 from .context import RunContext, make_progress
-from .errors import DeviceError, MlxError, PluginError, RunError, UsageError
+from .errors import DeviceError, MlxError, PluginError, RunError, Terminated, UsageError
 from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry
@@ -116,7 +116,7 @@ def run(
         )
         manifest.save()
         todo = [s for s in STAGES[: STAGES.index(stage) + 1]]
-        console.print(f"run {run_dir}", highlight=False)
+        console.print(f"run {run_dir}", highlight=False, soft_wrap=True)
         outputs: dict[str, Any] = {"data": None, "model": None}
         with make_progress(console) as bar:
             ctx = RunContext(
@@ -159,8 +159,9 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
         elif name == "train":
             outputs["model"] = result
         status = "completed"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        status = "interrupted"
+        error = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted by the user (Ctrl-C)"
         raise
     except MlxError as exc:
         error = str(exc)
