@@ -72,6 +72,7 @@ def train(ctx, data, bundle: LMBundle) -> LMBundle:
         opt.load_state_dict(state["optimizer"])
         start, history = int(state["step"]), [float(x) for x in state["losses"]]
         ctx.log(f"[train] resuming LoRA from step {start}")
+    logged = start
     windows = bundle.train_windows
     device = next(p.device for p in params)
     model.train()
@@ -85,11 +86,15 @@ def train(ctx, data, bundle: LMBundle) -> LMBundle:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 history.append(float(loss.detach()))
-                ctx.log_metrics({"loss": history[-1]}, step=step + 1)
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                     with ctx.atomic_path("checkpoints", "lora.pt") as tmp:
                         torch.save({"adapters": lora_state(model), "optimizer": opt.state_dict(), "step": step + 1,
                                     "losses": torch.tensor(history)}, tmp)  # fmt: skip
+                    # the history gets the steps this checkpoint covers, only once it is saved: a
+                    # resumed run never logs a step twice
+                    for done in range(logged, step + 1):
+                        ctx.log_metrics({"loss": history[done]}, step=done + 1)
+                    logged = step + 1
                 advance(1)
     except KeyboardInterrupt:
         ctx.note(f"LoRA training interrupted; the last checkpoint is {ckpt}")
