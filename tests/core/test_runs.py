@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_core.runs import LOCK, Manifest, atomic_path, atomic_write_json, new_run_dir, sha256
+from mlx_core.runs import LOCK, Manifest, atomic_path, atomic_write, atomic_write_json, new_run_dir, sha256
 
 from conftest import manifest, one_line_error
 
@@ -171,3 +171,23 @@ def test_ctx_path_refuses_escape(tmp_path):
     assert ctx.path("a", "b.txt") == (tmp_path / "a" / "b.txt").resolve()
     with pytest.raises(RunError, match="escapes the run directory"):
         ctx.path("..", "evil.txt")
+
+
+def test_atomic_files_get_the_mode_a_plain_open_would(tmp_path):
+    import os
+    import stat
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = atomic_write(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    assert stat.S_IMODE(atomic.stat().st_mode) & 0o044 == 0o044 & ~_current_umask()
+    assert os.access(atomic, os.R_OK)
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -207,13 +208,20 @@ def predict(
         cfg, options = cfgmod.resolve(
             info.config, base=manifest.data.get("config", {}), overrides=overrides, options=registry.options_classes()
         )
-    out = Path(run_dir) / "predictions" / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    # a folder of its own per call (two predicts in one second do not share one), removed again
+    # if the plugin fails before writing anything into it
+    out = Path(run_dir) / "predictions" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    out.mkdir(parents=True)
     ctx = RunContext(
         plugin=plugin, stage="predict", target="predict", config=cfg, device=dev, run_dir=Path(run_dir),
         manifest=manifest, resumed=True, option_values=options, console=console, output_dir=out,
     )  # fmt: skip
-    result = call_stage(registry, "predict", ctx=ctx, inputs=list(inputs))
+    try:
+        result = call_stage(registry, "predict", ctx=ctx, inputs=list(inputs))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty
+        raise
     if result is None:
         raise PluginError(f"plugin {plugin!r} returned nothing from mlx_predict")
     return list(result), out
