@@ -60,6 +60,7 @@ class VQAData:
     vocab_size: int
     majority_answer: str
     majority_baseline: float
+    question_baseline: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -97,7 +98,8 @@ def _question(rng: random.Random, objs: list[dict[str, Any]]) -> tuple[str, str]
     shapes = collections.Counter(o["shape"] for o in objs)
     colors = collections.Counter(o["color"] for o in objs)
     pairs = collections.Counter((o["color"], o["shape"]) for o in objs)
-    kinds = ["count_shape", "count_all"]
+    # one kind drawn uniformly among those this image can answer, counting being one kind
+    kinds = ["count"]
     if any(n == 1 for n in shapes.values()):
         kinds.append("color")
     if any(n == 1 for n in colors.values()):
@@ -105,6 +107,8 @@ def _question(rng: random.Random, objs: list[dict[str, Any]]) -> tuple[str, str]
     if any(n == 1 for n in pairs.values()):
         kinds.append("position")
     kind = rng.choice(kinds)
+    if kind == "count":
+        kind = rng.choice(("count_shape", "count_all"))
     if kind == "color":
         o = rng.choice([o for o in objs if shapes[o["shape"]] == 1])
         return f"what color is the {o['shape']}?", o["color"]
@@ -159,95 +163,152 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _raw_records(path: Path, text: str) -> list[Any]:
+    """The file's records parsed with the standard library (used to name the record that breaks a load)."""
+    if path.suffix == ".jsonl":
+        out = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{n}: not a JSON record ({exc.msg})") from None
+        return out
+    try:
+        top = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(top, dict) and isinstance(top.get("data"), list):
+        return top["data"]  # TextVQA's {"dataset_name": ..., "data": [...]}
+    if isinstance(top, list):
+        return top
+    raise DataError(f"{path}: expected a list of records or {{\"data\": [...]}}, got a JSON {type(top).__name__}")
+
+
+def _type_name(v: Any) -> str:
+    return {str: "string", int: "number", float: "number", bool: "boolean", list: "list", dict: "object"}.get(
+        type(v), "null" if v is None else type(v).__name__
+    )
+
+
+def check_record(rec: Any, where: str) -> None:
+    """Raise a one-line ``DataError`` naming the field of ``rec`` that breaks the VQA schema."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {_type_name(rec)} {rec!r:.60}")
+    q = rec.get("question")
+    if not isinstance(q, str) or not q.strip():
+        raise DataError(f"{where}: 'question' must be a non-empty string, got {_type_name(q)} {q!r:.60}")
+    img = next((rec[k] for k in ("image", "image_path", "image_id") if rec.get(k) is not None), None)
+    if img is None:
+        raise DataError(f"{where}: no 'image', 'image_path' or 'image_id' field")
+    if not isinstance(img, (str, int)) or isinstance(img, bool) or not str(img).strip():
+        raise DataError(f"{where}: the image field must be a file name string, got {_type_name(img)} {img!r:.60}")
+    answers = rec.get("answers")
+    if answers is not None:
+        if not isinstance(answers, list) or not answers:
+            raise DataError(f"{where}: 'answers' must be a non-empty list of strings, got {_type_name(answers)} "
+                            f"{answers!r:.60}")  # fmt: skip
+        bad = [a for a in answers if not isinstance(a, (str, int, float)) or isinstance(a, bool)]
+        if bad:
+            raise DataError(f"{where}: 'answers' must hold strings, found {_type_name(bad[0])} {bad[0]!r:.60}")
+    elif not isinstance(rec.get("answer"), (str, int, float)) or not str(rec["answer"]).strip():
+        raise DataError(f"{where}: needs an 'answers' list or an 'answer' string, got {rec.get('answer')!r:.60}")
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of one JSON/JSONL file, loaded through Hugging Face ``datasets``."""
+    """Records of one JSON/JSONL file, loaded through Hugging Face ``datasets`` and checked one by one."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     if not text.strip():
         raise DataError(f"{path}: empty data set (no records)")
-    kwargs: dict[str, Any] = {}
-    if path.suffix == ".json":
-        try:
-            top = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if isinstance(top, dict) and isinstance(top.get("data"), list):
-            kwargs["field"] = "data"  # TextVQA's {"dataset_name": ..., "data": [...]}
-            if not top["data"]:
-                raise DataError(f"{path}: empty data set (no records in 'data')")
-        elif isinstance(top, list) and not top:
-            raise DataError(f"{path}: empty data set (no records)")
+    raw = _raw_records(path, text)
+    if not raw:
+        raise DataError(f"{path}: empty data set (no records)")
+    for i, rec in enumerate(raw, start=1):  # precise one-line errors before the Arrow load
+        check_record(rec, f"{path.name} record {i}")
     import datasets
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+    kwargs = {"field": "data"} if path.suffix == ".json" and text.lstrip().startswith("{") else {}
     with tempfile.TemporaryDirectory(prefix="mlx-mm-hf-") as cache:
         try:
             ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache, **kwargs)
         except Exception as exc:  # noqa: BLE001 - datasets raises many kinds for malformed files
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{path}: not valid JSON/JSONL VQA records ({msg[:200]})") from None
+            raise DataError(f"{path}: records do not load as one table, e.g. a field with mixed types "
+                            f"({msg[:160]})") from None  # fmt: skip
         records = ds.to_list()
-    if not records:
-        raise DataError(f"{path}: empty data set (no records)")
-    if "question" not in records[0]:
-        raise DataError(f"{path}: records need a 'question' field, found fields {sorted(records[0])}")
+    if len(records) != len(raw):
+        raise DataError(f"{path}: datasets read {len(records)} records, expected {len(raw)}")
     return records
 
 
-def _image_path(folder: Path, rec: dict[str, Any], where: str) -> Path:
+def _image_path(folder: Path, rec: dict[str, Any]) -> Path:
     name = rec.get("image") or rec.get("image_path")
     if name:
         return folder / str(name)
-    if rec.get("image_id"):
-        for ext in (".jpg", ".png", ".jpeg"):
-            p = folder / "images" / f"{rec['image_id']}{ext}"
-            if p.exists():
-                return p
-        return folder / "images" / f"{rec['image_id']}.jpg"
-    raise DataError(f"{where}: no 'image', 'image_path' or 'image_id' field")
+    for ext in (".jpg", ".png", ".jpeg"):
+        p = folder / "images" / f"{rec['image_id']}{ext}"
+        if p.exists():
+            return p
+    return folder / "images" / f"{rec['image_id']}.jpg"
 
 
-def _answer(rec: dict[str, Any], where: str) -> str:
+def _answer(rec: dict[str, Any]) -> str:
     answers = rec.get("answers")
     if isinstance(answers, list) and answers:
         return collections.Counter(normalize_answer(a) for a in answers).most_common(1)[0][0]
-    if rec.get("answer") not in (None, ""):
-        return normalize_answer(rec["answer"])
-    raise DataError(f"{where}: no 'answers' list or 'answer' field")
+    return normalize_answer(rec["answer"])
+
+
+def decode_image(path: Path, size: int) -> Any:
+    """The image as an RGB PIL image box-reduced to at most 2x``size`` a side; a string saying why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file fails here, not later
+            rgb = im.convert("RGB")
+    except FileNotFoundError:
+        return f"image {path} is missing"
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        return f"image {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''})"
+    factor = min(rgb.size) // (2 * size)
+    return rgb.reduce(factor) if factor > 1 else rgb  # bounds memory; torchvision does the exact resize
 
 
 def load_split(folder: Path, path: Path, size: int, bad_image: str, counts: dict[str, int], cache: dict) -> list:
-    """(image uint8 tensor, question, answer) per usable record of ``path``."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import v2
-
-    resize = v2.Compose([v2.PILToTensor(), v2.Resize((size, size), antialias=True)])
+    """(decoded image, question, answer) per usable record of ``path``; no torch needed yet."""
     out = []
     for i, rec in enumerate(read_records(path), start=1):
         where = f"{path.name} record {i}"
-        q = rec.get("question")
-        if not isinstance(q, str) or not q.strip():
-            raise DataError(f"{where}: 'question' must be a non-empty string, got {q!r}")
-        ans = _answer(rec, where)
-        img_path = _image_path(folder, rec, where)
+        img_path = _image_path(folder, rec)
         key = str(img_path)
         if key not in cache:
-            try:
-                with Image.open(img_path) as im:
-                    cache[key] = resize(im.convert("RGB"))
-            except FileNotFoundError:
-                cache[key] = f"image {img_path} is missing"
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                cache[key] = f"image {img_path} is unreadable ({type(exc).__name__})"
+            cache[key] = decode_image(img_path, size)
         if isinstance(cache[key], str):
             if bad_image == "error":
                 raise DataError(f"{where}: {cache[key]} (set data.bad_image=skip to skip such records)")
             counts["skipped_bad_image"] += 1
             continue
-        out.append((cache[key], q.strip(), ans))
+        out.append((cache[key], rec["question"].strip(), _answer(rec)))
+    return out
+
+
+def to_tensors(rows: list, size: int) -> list:
+    """Decoded images -> uint8 tensors [3, size, size] resized with torchvision (shared images once)."""
+    from torchvision.transforms import v2
+
+    resize = v2.Compose([v2.PILToTensor(), v2.Resize((size, size), antialias=True)])
+    done: dict[int, Any] = {}
+    out = []
+    for img, q, a in rows:
+        if id(img) not in done:
+            done[id(img)] = resize(img)
+        out.append((done[id(img)], q, a))
     return out
 
 
@@ -292,8 +353,6 @@ def tokenize(tokenizer: Any, questions: list[str], max_length: int) -> tuple[Any
 
 # --- the stage -----------------------------------------------------------------------------------
 def build_data(ctx: Any) -> VQAData:
-    import torch
-
     cfg = ctx.config.data
     if ctx.config.model.size == "reduced" and cfg.image_size % ctx.config.model.patch_size:
         raise ConfigError(
@@ -333,7 +392,7 @@ def build_data(ctx: Any) -> VQAData:
     if not train:
         raise DataError(f"{train_file}: no usable training records ({counts['skipped_bad_image']} skipped)")
     if not val:
-        raise DataError(f"{val_file}: no usable held-out records ({counts['skipped_bad_image']} skipped)")
+        raise DataError(f"{val_file or train_file}: no usable held-out records ({counts['skipped_bad_image']} skipped)")
 
     # answer vocabulary
     if cfg.answers_file:
@@ -383,7 +442,10 @@ def build_data(ctx: Any) -> VQAData:
     if tokenizer.pad_token_id is None:
         raise DataError(f"tokenizer {cfg.tokenizer or tok_dir} has no [PAD] token")
 
+    import torch
+
     def tensors(rows: list, split: str) -> Split:
+        rows = to_tensors(rows, cfg.image_size)
         qs = [q for _, q, _ in rows]
         ids, truncated = tokenize(tokenizer, qs, cfg.max_length)
         counts[f"truncated_questions_{split}"] += truncated
@@ -398,6 +460,12 @@ def build_data(ctx: Any) -> VQAData:
     label_counts = collections.Counter(tr.labels.tolist())
     majority = label_counts.most_common(1)[0][0]
     baseline = float((va.labels == majority).float().mean())
+    # what the question alone gives: the most frequent training answer of each question text
+    by_question: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for q, lab in zip(tr.questions, tr.labels.tolist()):
+        by_question[q][lab] += 1
+    guess = [by_question[q].most_common(1)[0][0] if q in by_question else majority for q in va.questions]
+    question_baseline = float((torch.tensor(guess) == va.labels).float().mean())
 
     with ctx.atomic_path("data", "answers.txt") as tmp:
         tmp.write_text("".join(f"{a}\n" for a in answers))
@@ -408,7 +476,7 @@ def build_data(ctx: Any) -> VQAData:
                 "unknown_answer_train", "unknown_answer_val"):  # fmt: skip
         counts.setdefault(key, 0)
     ctx.log_metrics({"train_records": len(tr), "val_records": len(va), "answers": len(answers),
-                     "majority_baseline": baseline, **counts})  # fmt: skip
+                     "majority_baseline": baseline, "question_only_baseline": question_baseline, **counts})  # fmt: skip
     if counts["truncated_questions_train"] or counts["truncated_questions_val"]:
         ctx.note(
             f"{counts['truncated_questions_train'] + counts['truncated_questions_val']} question(s) longer than "
@@ -431,6 +499,7 @@ def build_data(ctx: Any) -> VQAData:
         vocab_size=len(tokenizer),
         majority_answer=answers[majority],
         majority_baseline=baseline,
+        question_baseline=question_baseline,
         counts=counts,
     )
 

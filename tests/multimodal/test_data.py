@@ -1,0 +1,105 @@
+"""The data stage's reader and generator, in process (no training)."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+from conftest import write_vqa
+
+from mlx_core import DataError
+from mlx_multimodal import data as D
+
+
+def test_generated_answers_depend_on_the_image(tmp_path):
+    D.generate_shapes(tmp_path, n_train=300, n_val=10, seed=1, canvas=32)
+    recs = D.read_records(tmp_path / "train.jsonl")
+    assert len(recs) == 300
+    assert all((tmp_path / r["image"]).is_file() for r in recs)
+    by_question = collections.defaultdict(set)
+    for r in recs:
+        by_question[r["question"]].add(r["answers"][0])
+    kinds = {q.split()[0] + " " + q.split()[1] for q in by_question}
+    assert {"what color", "what shape", "how many", "is the"} <= kinds
+    # the same question has different answers for different images: the text alone cannot answer it
+    assert by_question["what color is the circle?"] >= {"red", "green", "blue"}
+    assert len(by_question["how many objects are there?"]) >= 2
+
+
+def test_generated_colour_answer_matches_the_pixels(tmp_path):
+    from PIL import Image
+
+    D.generate_shapes(tmp_path, n_train=60, n_val=1, seed=2, canvas=32)
+    checked = 0
+    for r in D.read_records(tmp_path / "train.jsonl"):
+        if not r["question"].startswith("what color"):
+            continue
+        pixels = set(Image.open(tmp_path / r["image"]).convert("RGB").getdata())
+        assert D.COLORS[r["answers"][0]] in pixels
+        checked += 1
+    assert checked >= 5
+
+
+def test_textvqa_json_with_data_field_and_image_id(tmp_path, colour_records):
+    recs, images = colour_records
+    write_vqa(tmp_path, [], images)
+    (tmp_path / "train.jsonl").unlink()
+    rows = [{"image_id": "red", "question": "what color?", "answers": ["red"] * 10},
+            {"image_id": "blue", "question": "what color?", "answers": ["blue"] * 9 + ["red"]}]  # fmt: skip
+    (tmp_path / "train.json").write_text(json.dumps({"dataset_name": "textvqa", "data": rows}))
+    got = D.load_split(tmp_path, tmp_path / "train.json", 16, "error", collections.Counter(), {})
+    assert [a for _, _, a in got] == ["red", "blue"]
+    assert got[0][0].size == (20, 20)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"image": "a.png", "question": 42, "answers": ["red"]}, "'question' must be a non-empty string, got number 42"),
+        ({"image": "a.png", "question": "q?", "answers": "red"}, "'answers' must be a non-empty list of strings"),
+        ({"image": ["a.png"], "question": "q?", "answers": ["red"]}, "image field must be a file name string"),
+        ({"question": "q?", "answers": ["red"]}, "no 'image', 'image_path' or 'image_id' field"),
+        ({"image": "a.png", "question": "q?", "answers": [{"a": 1}]}, "'answers' must hold strings, found object"),
+        ({"image": "a.png", "question": "q?"}, "needs an 'answers' list or an 'answer' string"),
+    ],
+)
+def test_wrong_types_name_the_record_and_field(tmp_path, record, expected):
+    good = {"image": "a.png", "question": "q?", "answers": ["red"]}
+    write_vqa(tmp_path, [good, record])
+    with pytest.raises(DataError, match="train.jsonl record 2") as err:
+        D.read_records(tmp_path / "train.jsonl")
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_and_broken_files(tmp_path):
+    (tmp_path / "train.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="empty data set"):
+        D.read_records(tmp_path / "train.jsonl")
+    (tmp_path / "train.jsonl").write_text('{"image": "a.png", "question": "q?", "answers": ["x"]}\n{oops\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not a JSON record"):
+        D.read_records(tmp_path / "train.jsonl")
+
+
+def test_bad_images_error_or_skip_and_count(tmp_path, colour_records):
+    recs, images = colour_records
+    write_vqa(tmp_path, recs + [{"image": "images/gone.png", "question": "what color is it?", "answers": ["red"]}],
+              images)  # fmt: skip
+    with pytest.raises(DataError, match=r"record 9: image .*gone.png is missing"):
+        D.load_split(tmp_path, tmp_path / "train.jsonl", 16, "error", collections.Counter(), {})
+    counts = collections.Counter()
+    got = D.load_split(tmp_path, tmp_path / "train.jsonl", 16, "skip", counts, {})
+    assert len(got) == 8 and counts["skipped_bad_image"] == 1
+
+
+def test_truncated_image_is_unreadable(tmp_path, colour_records):
+    recs, images = colour_records
+    write_vqa(tmp_path, recs, images)
+    from PIL import Image
+
+    Image.effect_noise((64, 64), 50).convert("RGB").save(tmp_path / "images/red.png")
+    blob = (tmp_path / "images/red.png").read_bytes()
+    (tmp_path / "images/red.png").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match=r"record 1: image .*red.png is unreadable"):
+        D.load_split(tmp_path, tmp_path / "train.jsonl", 16, "error", collections.Counter(), {})

@@ -1,0 +1,91 @@
+"""End to end through the CLI on a small generated set: train beats the majority answer,
+export reloads with parity, predict prints top-5 answers, --from resumes training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import error_line, mlx, run, run_dir_of
+
+from mlx_core.runs import Manifest
+
+#: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
+SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return run_dir_of(run(runs, "export", SMALL))
+
+
+def test_training_beats_the_majority_answer(exported):
+    m = Manifest.load(exported).data
+    metrics = m["stages"]["train"]["metrics"]
+    assert m["records"]["trained"] is True
+    assert metrics["final_val_acc"] > metrics["majority_baseline"] + 0.08, metrics
+    history = m["stages"]["train"]["history"]
+    assert [h["step"] for h in history] == [1, 2, 3]
+    png = exported / "train" / "curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_parity_and_files_beside_the_program(exported):
+    m = Manifest.load(exported).data
+    ex = m["stages"]["export"]["metrics"]
+    assert ex["export_max_abs_diff"] < 1e-4 and ex["export_top1_agreement"] == 1.0
+    for name in ("model.pt2", "answers.txt", "preprocess.json", "tokenizer/vocab.txt", "tokenizer/tokenizer.json"):
+        assert (exported / "export" / name).is_file(), name
+    pre = json.loads((exported / "export" / "preprocess.json").read_text())
+    assert pre["image_size"] == 32 and pre["max_length"] == 16
+    program = [a for a in m["artifacts"] if a["path"] == "export/model.pt2"]
+    assert program and program[0]["format"] == "torch.export" and program[0]["size"] > 0
+
+
+def test_reload_needs_no_training_code(exported):
+    img = sorted((exported / "data" / "shapes" / "images").glob("val_*.png"))[0]
+    code = f"""
+import sys
+from mlx_multimodal.predict import Predictor
+p = Predictor({str(exported / "export")!r})
+top = p.top_k({str(img)!r}, "how many objects are there?", 3)
+assert len(top) == 3 and abs(sum(q for _, q in top)) <= 1.0001, top
+loaded = [m for m in sys.modules if m.startswith(("torchmultimodal", "mlx_multimodal.model", "mlx_multimodal.train"))]
+print("LOADED", loaded)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED []" in out.stdout
+
+
+def test_predict_prints_top5_answers(exported):
+    img = sorted((exported / "data" / "shapes" / "images").glob("val_*.png"))[1]
+    proc = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--json", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    probs = [r["probability"] for r in rows]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    answers = (exported / "export" / "answers.txt").read_text().splitlines()
+    assert all(r["answer"] in answers for r in rows)
+    table = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--device", "cpu")
+    assert table.returncode == 0 and rows[0]["answer"] in table.stdout
+
+
+def test_resume_continues_from_the_last_checkpoint(exported):
+    proc = run(exported.parent, "train", ["train.epochs=4"], "--from", str(exported))
+    assert run_dir_of(proc) == exported
+    m = Manifest.load(exported).data
+    assert any("resumed from" in n and "after epoch 3" in n for n in m["notes"]), m["notes"]
+    history = m["stages"]["train"]["history"]
+    assert [h["step"] for h in history][-1] == 4
+
+
+def test_predict_bad_inputs(exported, tmp_path):
+    line = error_line(mlx("predict", "multimodal", str(exported), str(tmp_path / "no.png"), "what?", "--device", "cpu"))
+    assert "no.png does not exist" in line
+    line = error_line(mlx("predict", "multimodal", str(exported), "only-an-image.png", "--device", "cpu"))
+    assert "pairs of IMAGE QUESTION" in line
