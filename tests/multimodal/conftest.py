@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+#: nox's multimodal-cuda session sets MLX_TEST_DEVICE=cuda
+DEVICE = os.environ.get("MLX_TEST_DEVICE", "cpu")
+
 #: a generated set and model small enough for seconds per stage on one core
 TINY = [
     "data.n_train=48", "data.n_val=16", "data.image_size=16", "data.wordpiece_vocab_size=60",
@@ -27,7 +30,7 @@ def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def run(runs: Path, stage: str, overrides: list[str], *extra: str) -> subprocess.CompletedProcess:
-    args = ["run", "multimodal", stage, "--runs-dir", str(runs), "--device", "cpu", *extra]
+    args = ["run", "multimodal", stage, "--runs-dir", str(runs), "--device", DEVICE, *extra]
     for o in overrides:
         args += ["--set", o]
     return mlx(*args)

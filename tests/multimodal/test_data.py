@@ -35,7 +35,8 @@ def test_generated_colour_answer_matches_the_pixels(tmp_path):
     for r in D.read_records(tmp_path / "train.jsonl"):
         if not r["question"].startswith("what color"):
             continue
-        pixels = set(Image.open(tmp_path / r["image"]).convert("RGB").getdata())
+        with Image.open(tmp_path / r["image"]) as im:
+            pixels = {c for _, c in im.convert("RGB").getcolors(1 << 16)}
         assert D.COLORS[r["answers"][0]] in pixels
         checked += 1
     assert checked >= 5
@@ -103,3 +104,13 @@ def test_truncated_image_is_unreadable(tmp_path, colour_records):
     (tmp_path / "images/red.png").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(DataError, match=r"record 1: image .*red.png is unreadable"):
         D.load_split(tmp_path, tmp_path / "train.jsonl", 16, "error", collections.Counter(), {})
+
+
+def test_trained_wordpiece_knows_the_question_words(tmp_path):
+    questions = ["what color is the circle?", "how many squares are there?", "is the red square on the left?"] * 5
+    D.train_wordpiece(questions, 80, tmp_path / "tok")
+    tok = D.load_tokenizer(tmp_path / "tok")
+    ids, truncated = D.tokenize(tok, ["what color is the square?", "how many circles are there? " * 4], 12)
+    assert tuple(ids.shape) == (2, 12) and truncated == 1
+    tokens = tok.convert_ids_to_tokens(ids[0].tolist())
+    assert tokens[:3] == ["[CLS]", "what", "color"] and "[UNK]" not in tokens and tokens[-1] == "[PAD]"

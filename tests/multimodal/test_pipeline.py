@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import error_line, mlx, run, run_dir_of
+from conftest import DEVICE, error_line, mlx, run, run_dir_of
 
 from mlx_core.runs import Manifest
 
@@ -63,7 +63,7 @@ print("LOADED", loaded)
 
 def test_predict_prints_top5_answers(exported):
     img = sorted((exported / "data" / "shapes" / "images").glob("val_*.png"))[1]
-    proc = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--json", "--device", "cpu")
+    proc = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--json", "--device", DEVICE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
@@ -71,7 +71,7 @@ def test_predict_prints_top5_answers(exported):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
     answers = (exported / "export" / "answers.txt").read_text().splitlines()
     assert all(r["answer"] in answers for r in rows)
-    table = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--device", "cpu")
+    table = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--device", DEVICE)
     assert table.returncode == 0 and rows[0]["answer"] in table.stdout
 
 
@@ -85,7 +85,7 @@ def test_resume_continues_from_the_last_checkpoint(exported):
 
 
 def test_predict_bad_inputs(exported, tmp_path):
-    line = error_line(mlx("predict", "multimodal", str(exported), str(tmp_path / "no.png"), "what?", "--device", "cpu"))
+    line = error_line(mlx("predict", "multimodal", str(exported), str(tmp_path / "no.png"), "what?", "--device", DEVICE))
     assert "no.png does not exist" in line
-    line = error_line(mlx("predict", "multimodal", str(exported), "only-an-image.png", "--device", "cpu"))
+    line = error_line(mlx("predict", "multimodal", str(exported), "only-an-image.png", "--device", DEVICE))
     assert "pairs of IMAGE QUESTION" in line

@@ -326,7 +326,9 @@ def train_wordpiece(questions: list[str], vocab_size: int, out_dir: Path) -> Non
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     with atomic_dir(out_dir) as tmp:
         (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
-        BertTokenizerFast(vocab_file=str(tmp / "vocab.txt"), do_lower_case=True).save_pretrained(str(tmp))
+        # transformers 5 takes the vocabulary as ``vocab`` (a dict or a vocab.txt path); ``vocab_file``
+        # would be silently ignored and leave a tokenizer that knows only the special tokens
+        BertTokenizerFast(vocab=dict(vocab), do_lower_case=True).save_pretrained(str(tmp))
 
 
 def load_tokenizer(folder: str | Path) -> Any:
@@ -441,6 +443,8 @@ def build_data(ctx: Any) -> VQAData:
     tokenizer = load_tokenizer(tok_dir)
     if tokenizer.pad_token_id is None:
         raise DataError(f"tokenizer {cfg.tokenizer or tok_dir} has no [PAD] token")
+    if len(tokenizer) <= len(SPECIAL_TOKENS):
+        raise DataError(f"tokenizer {cfg.tokenizer or tok_dir} has no vocabulary beyond its special tokens")
 
     import torch
 
