@@ -36,7 +36,6 @@ SIZES = {
 
 def build(size: str):
     import torch
-
     from mlx_multimodal.model import flava_kwargs, make_classifier
 
     s = SIZES[size]

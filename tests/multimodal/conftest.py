@@ -67,7 +67,7 @@ def colour_records() -> tuple[list[dict], dict[str, tuple[int, int, int]]]:
     """Eight records about two solid-colour images."""
     images = {"images/red.png": (220, 30, 30), "images/blue.png": (30, 30, 220)}
     recs = []
-    for i in range(4):
+    for _ in range(4):
         recs.append({"image": "images/red.png", "question": "what color is it?", "answers": ["red", "red", "pink"]})
         recs.append({"image": "images/blue.png", "question": "what color is it?", "answers": ["blue"]})
     return recs, images

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import TINY
 from mlx_core.testing import PluginConformance
+
+from conftest import TINY
 
 
 class TestConformance(PluginConformance):

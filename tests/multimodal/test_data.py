@@ -6,10 +6,11 @@ import collections
 import json
 
 import pytest
-from conftest import write_vqa
+from mlx_multimodal import data as D
 
 from mlx_core import DataError
-from mlx_multimodal import data as D
+
+from conftest import write_vqa
 
 
 def test_generated_answers_depend_on_the_image(tmp_path):
@@ -57,7 +58,10 @@ def test_textvqa_json_with_data_field_and_image_id(tmp_path, colour_records):
 @pytest.mark.parametrize(
     ("record", "expected"),
     [
-        ({"image": "a.png", "question": 42, "answers": ["red"]}, "'question' must be a non-empty string, got number 42"),
+        (
+            {"image": "a.png", "question": 42, "answers": ["red"]},
+            "'question' must be a non-empty string, got number 42",
+        ),
         ({"image": "a.png", "question": "q?", "answers": "red"}, "'answers' must be a non-empty list of strings"),
         ({"image": ["a.png"], "question": "q?", "answers": ["red"]}, "image field must be a file name string"),
         ({"question": "q?", "answers": ["red"]}, "no 'image', 'image_path' or 'image_id' field"),

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEVICE, error_line, mlx, run, run_dir_of
 
 from mlx_core.runs import Manifest
+
+from conftest import DEVICE, error_line, mlx, run, run_dir_of
 
 #: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
 SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]
@@ -63,7 +64,9 @@ print("LOADED", loaded)
 
 def test_predict_prints_top5_answers(exported):
     img = sorted((exported / "data" / "shapes" / "images").glob("val_*.png"))[1]
-    proc = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--json", "--device", DEVICE)
+    proc = mlx(
+        "predict", "multimodal", str(exported), str(img), "what color is the circle?", "--json", "--device", DEVICE
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
@@ -85,7 +88,9 @@ def test_resume_continues_from_the_last_checkpoint(exported):
 
 
 def test_predict_bad_inputs(exported, tmp_path):
-    line = error_line(mlx("predict", "multimodal", str(exported), str(tmp_path / "no.png"), "what?", "--device", DEVICE))
+    line = error_line(
+        mlx("predict", "multimodal", str(exported), str(tmp_path / "no.png"), "what?", "--device", DEVICE)
+    )
     assert "no.png does not exist" in line
     line = error_line(mlx("predict", "multimodal", str(exported), "only-an-image.png", "--device", DEVICE))
     assert "pairs of IMAGE QUESTION" in line

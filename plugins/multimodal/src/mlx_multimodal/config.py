@@ -23,7 +23,9 @@ class DataConfig(Section):
     )
     wordpiece_vocab_size: int = Field(400, ge=50, le=100_000, description="size of the trained WordPiece vocabulary")
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to image_size x image_size")
-    max_length: int = Field(16, ge=4, le=512, description="question tokens incl. [CLS]/[SEP]; longer ones are truncated")
+    max_length: int = Field(
+        16, ge=4, le=512, description="question tokens incl. [CLS]/[SEP]; longer ones are truncated"
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share when the folder has no val file")
     bad_image: Literal["error", "skip"] = Field(
         "error", description="a record whose image is missing/unreadable: stop with an error, or skip and count it"
@@ -33,11 +35,15 @@ class DataConfig(Section):
     )
     n_train: int = Field(3000, ge=1, description="generated set: number of training questions")
     n_val: int = Field(600, ge=1, description="generated set: number of held-out questions")
+    max_objects: int = Field(
+        3, ge=1, le=4, description="generated set: shapes per image, 1 to this many (one per quadrant)"
+    )
 
 
 class ModelConfig(Section):
     size: Literal["reduced", "full"] = Field(
-        "reduced", description="full: FLAVA as published (~244M parameters, 224px/16px patches); reduced: the sizes below"
+        "reduced",
+        description="full: FLAVA as published (~244M parameters, 224px/16px patches); reduced: the sizes below",
     )
     hidden_size: int = Field(64, ge=8, le=1024, description="reduced: hidden size of all three encoders")
     heads: int = Field(2, ge=1, le=16, description="reduced: attention heads per layer (must divide hidden_size)")
@@ -50,13 +56,18 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(8, ge=1, le=1000, description="passes over the training split")
+    epochs: int = Field(15, ge=1, le=1000, description="passes over the training split")
     batch_size: int = Field(32, ge=1, le=4096, description="questions per step")
-    lr: float = Field(2e-3, gt=0, description="AdamW learning rate")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    max_minutes: float = Field(0.0, ge=0, description="stop after the epoch in which this wall time is reached (0: off)")
+    max_minutes: float = Field(
+        0.0, ge=0, description="stop after the epoch in which this wall time is reached (0: off)"
+    )
     threads: int = Field(
-        1, ge=0, le=256, description="torch CPU threads (0: torch's default); 1 is fastest for the reduced model on a busy machine"
+        1,
+        ge=0,
+        le=256,
+        description="torch CPU threads (0: torch's default); 1 is fastest for the reduced model on a busy machine",
     )
 
 

@@ -124,7 +124,7 @@ def _question(rng: random.Random, objs: list[dict[str, Any]]) -> tuple[str, str]
     return "how many objects are there?", NUMBERS[len(objs)]
 
 
-def generate_shapes(folder: Path, n_train: int, n_val: int, seed: int, canvas: int = 64) -> None:
+def generate_shapes(folder: Path, n_train: int, n_val: int, seed: int, canvas: int = 64, max_objects: int = 3) -> None:
     """Write the default VQA set (PNG images + train/val JSONL) into ``folder``."""
     from PIL import Image, ImageDraw
 
@@ -134,7 +134,7 @@ def generate_shapes(folder: Path, n_train: int, n_val: int, seed: int, canvas: i
     for split, n in (("train", n_train), ("val", n_val)):
         lines = []
         for i in range(n):
-            k = rng.randint(1, 3)
+            k = rng.randint(1, max_objects)
             cells = rng.sample(range(4), k)
             objs = []
             img = Image.new("RGB", (canvas, canvas), (245, 245, 245))
@@ -182,7 +182,7 @@ def _raw_records(path: Path, text: str) -> list[Any]:
         return top["data"]  # TextVQA's {"dataset_name": ..., "data": [...]}
     if isinstance(top, list):
         return top
-    raise DataError(f"{path}: expected a list of records or {{\"data\": [...]}}, got a JSON {type(top).__name__}")
+    raise DataError(f'{path}: expected a list of records or {{"data": [...]}}, got a JSON {type(top).__name__}')
 
 
 def _type_name(v: Any) -> str:
@@ -340,7 +340,9 @@ def load_tokenizer(folder: str | Path) -> Any:
     try:
         return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/... for bad folders
-        raise DataError(f"tokenizer folder {folder} is not a BERT tokenizer ({str(exc).splitlines()[0][:160]})") from None
+        raise DataError(
+            f"tokenizer folder {folder} is not a BERT tokenizer ({str(exc).splitlines()[0][:160]})"
+        ) from None
 
 
 def tokenize(tokenizer: Any, questions: list[str], max_length: int) -> tuple[Any, int]:
@@ -372,7 +374,7 @@ def build_data(ctx: Any) -> VQAData:
         folder = ctx.path("data", "shapes")
         if not (ctx.resumed and (folder / "train.jsonl").exists()):
             with atomic_dir(folder) as tmp:
-                generate_shapes(tmp, cfg.n_train, cfg.n_val, ctx.seed)
+                generate_shapes(tmp, cfg.n_train, cfg.n_val, ctx.seed, max_objects=cfg.max_objects)
             ctx.add_artifact(folder / "train.jsonl", kind="dataset", split="train", records=cfg.n_train)
             ctx.add_artifact(folder / "val.jsonl", kind="dataset", split="val", records=cfg.n_val)
     train_file = _find(folder, "train")
@@ -407,7 +409,9 @@ def build_data(ctx: Any) -> VQAData:
         if not answers:
             raise DataError(f"answers_file {p} has no answers (expected one answer per line)")
     else:
-        answers = [a for a, _ in sorted(collections.Counter(a for _, _, a in train).items(), key=lambda kv: (-kv[1], kv[0]))]
+        answers = [
+            a for a, _ in sorted(collections.Counter(a for _, _, a in train).items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
     if cfg.unknown_answer == "unknown" and UNK not in answers:
         answers = [UNK, *answers]
     index = {a: i for i, a in enumerate(answers)}
@@ -466,7 +470,7 @@ def build_data(ctx: Any) -> VQAData:
     baseline = float((va.labels == majority).float().mean())
     # what the question alone gives: the most frequent training answer of each question text
     by_question: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for q, lab in zip(tr.questions, tr.labels.tolist()):
+    for q, lab in zip(tr.questions, tr.labels.tolist(), strict=True):
         by_question[q][lab] += 1
     guess = [by_question[q].most_common(1)[0][0] if q in by_question else majority for q in va.questions]
     question_baseline = float((torch.tensor(guess) == va.labels).float().mean())
@@ -497,8 +501,13 @@ def build_data(ctx: Any) -> VQAData:
         val=va,
         answers=answers,
         tokenizer_dir=tok_dir,
-        preprocess={"image_size": cfg.image_size, "mean": list(MEAN), "std": list(STD), "max_length": cfg.max_length,
-                    "pad_token_id": int(tokenizer.pad_token_id)},  # fmt: skip
+        preprocess={
+            "image_size": cfg.image_size,
+            "mean": list(MEAN),
+            "std": list(STD),
+            "max_length": cfg.max_length,
+            "pad_token_id": int(tokenizer.pad_token_id),
+        },  # fmt: skip
         pad_token_id=int(tokenizer.pad_token_id),
         vocab_size=len(tokenizer),
         majority_answer=answers[majority],

@@ -32,7 +32,6 @@ class Predictor:
         self.module = self.program.module().to(device)
 
     def image_tensor(self, path: str | Path) -> Any:
-        import torch
         from PIL import Image, UnidentifiedImageError
         from torchvision.transforms import v2
 
@@ -70,17 +69,17 @@ class Predictor:
 
         probs = torch.softmax(self.logits(self.image_tensor(image), self.tokens([question])), -1)[0]
         p, i = probs.topk(min(k, probs.numel()))
-        return [(self.answers[j], float(q)) for q, j in zip(p.tolist(), i.tolist())]
+        return [(self.answers[j], float(q)) for q, j in zip(p.tolist(), i.tolist(), strict=True)]
 
 
 def predict(ctx: Any, inputs: list[str]) -> list[dict[str, Any]]:
     if len(inputs) % 2:
         raise DataError(
-            f"expected pairs of IMAGE QUESTION, got {len(inputs)} input(s); e.g. shapes.png \"what color is the circle?\""
+            f'expected pairs of IMAGE QUESTION, got {len(inputs)} input(s); e.g. shapes.png "what color is the circle?"'
         )
     pred = Predictor(ctx.run_dir / "export", device=ctx.device)
     rows = []
-    for image, question in zip(inputs[0::2], inputs[1::2]):
+    for image, question in zip(inputs[0::2], inputs[1::2], strict=True):
         if not question.strip():
             raise DataError(f"empty question for image {image}")
         for rank, (answer, p) in enumerate(pred.top_k(image, question, ctx.config.predict.top_k), start=1):

@@ -28,7 +28,9 @@ def evaluate(model: Any, split: Any, device: str, batch_size: int = 256) -> tupl
     return correct / n, loss / n
 
 
-def plot_curve(path: Any, history: list[dict[str, float]], baseline: float) -> None:
+def plot_curve(
+    path: Any, history: list[dict[str, float]], baseline: float, question_baseline: float | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,6 +45,8 @@ def plot_curve(path: Any, history: list[dict[str, float]], baseline: float) -> N
     ax[0].legend()
     ax[1].plot(ep, [h["val_acc"] for h in history], "o-", label="held-out accuracy")
     ax[1].axhline(baseline, color="grey", ls="--", label=f"majority answer ({baseline:.2f})")
+    if question_baseline is not None:
+        ax[1].axhline(question_baseline, color="tab:red", ls=":", label=f"question only ({question_baseline:.2f})")
     ax[1].set_xlabel("epoch")
     ax[1].set_ylim(0, 1)
     ax[1].legend()
@@ -116,10 +120,11 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         history = list(state["history"])
     ctx.add_artifact(ckpt_path, kind="checkpoint", epoch=history[-1]["epoch"])
     with ctx.atomic_path("train", "curve.png") as tmp:
-        plot_curve(tmp, history, data.majority_baseline)
+        plot_curve(tmp, history, data.majority_baseline, data.question_baseline)
     ctx.add_artifact(ctx.path("train", "curve.png"), kind="plot")
     last = history[-1]
     ctx.log_metrics({"final_val_acc": last["val_acc"], "majority_baseline": data.majority_baseline,
+                     "question_only_baseline": data.question_baseline,
                      "best_val_acc": max(h["val_acc"] for h in history), "train_seconds": last["elapsed_s"]})  # fmt: skip
     ctx.record("trained", True)
     model.eval()
