@@ -74,8 +74,6 @@ def test_predict_prints_top5_answers(exported):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
     answers = (exported / "export" / "answers.txt").read_text().splitlines()
     assert all(r["answer"] in answers for r in rows)
-    table = mlx("predict", "multimodal", str(exported), str(img), "what color is the circle?", "--device", DEVICE)
-    assert table.returncode == 0 and rows[0]["answer"] in table.stdout
 
 
 def test_resume_continues_from_the_last_checkpoint(exported):
@@ -84,7 +82,7 @@ def test_resume_continues_from_the_last_checkpoint(exported):
     m = Manifest.load(exported).data
     assert any("resumed from" in n and "after epoch 3" in n for n in m["notes"]), m["notes"]
     history = m["stages"]["train"]["history"]
-    assert [h["step"] for h in history][-1] == 4
+    assert [h["step"] for h in history] == [1, 2, 3, 4]  # epochs 1-3 were not trained again
 
 
 def test_predict_bad_inputs(exported, tmp_path):
@@ -94,3 +92,8 @@ def test_predict_bad_inputs(exported, tmp_path):
     assert "no.png does not exist" in line
     line = error_line(mlx("predict", "multimodal", str(exported), "only-an-image.png", "--device", DEVICE))
     assert "pairs of IMAGE QUESTION" in line
+    (tmp_path / "half.png").write_bytes((exported / "train" / "curve.png").read_bytes()[:300])
+    line = error_line(
+        mlx("predict", "multimodal", str(exported), str(tmp_path / "half.png"), "what?", "--device", DEVICE)
+    )
+    assert "half.png is unreadable" in line

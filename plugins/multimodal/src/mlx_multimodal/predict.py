@@ -14,6 +14,19 @@ from typing import Any
 from mlx_core import DataError, RunError
 
 
+def check_image(path: str | Path) -> None:
+    """A ``DataError`` naming ``path`` unless it is a decodable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except FileNotFoundError:
+        raise DataError(f"image {path} does not exist") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"image {path} is unreadable ({type(exc).__name__})") from None
+
+
 class Predictor:
     """Reload of an export folder: ``Predictor(folder).top_k(image_path, question, k)``."""
 
@@ -77,11 +90,14 @@ def predict(ctx: Any, inputs: list[str]) -> list[dict[str, Any]]:
         raise DataError(
             f'expected pairs of IMAGE QUESTION, got {len(inputs)} input(s); e.g. shapes.png "what color is the circle?"'
         )
-    pred = Predictor(ctx.run_dir / "export", device=ctx.device)
-    rows = []
-    for image, question in zip(inputs[0::2], inputs[1::2], strict=True):
+    pairs = list(zip(inputs[0::2], inputs[1::2], strict=True))
+    for image, question in pairs:  # cheap checks before torch and the program are loaded
         if not question.strip():
             raise DataError(f"empty question for image {image}")
+        check_image(image)
+    pred = Predictor(ctx.run_dir / "export", device=ctx.device)
+    rows = []
+    for image, question in pairs:
         for rank, (answer, p) in enumerate(pred.top_k(image, question, ctx.config.predict.top_k), start=1):
             rows.append({"image": image, "question": question, "rank": rank, "answer": answer,
                          "probability": round(p, 4)})  # fmt: skip

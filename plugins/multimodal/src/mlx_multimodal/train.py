@@ -3,6 +3,7 @@ against the majority-answer baseline, a checkpoint per epoch (resumable), a curv
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -56,6 +57,17 @@ def plot_curve(
     plt.close(fig)
 
 
+def lr_at(step: int, total: int, peak: float, warmup: float = 0.1) -> float:
+    """Linear warm-up over the first ``warmup`` share of the steps, then cosine decay to 0.
+
+    A function of the step (not a scheduler object) so that ``--from`` with more epochs simply
+    continues on the schedule of the new total."""
+    w = max(1, int(total * warmup))
+    if step < w:
+        return peak * (step + 1) / w
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+
 def train(ctx: Any, data: Any, model: Any) -> Any:
     cfg = ctx.config.train
     if cfg.threads:
@@ -64,9 +76,7 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = (len(data.train) + cfg.batch_size - 1) // cfg.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
-    )  # fmt: skip
+    total_steps = cfg.epochs * steps_per_epoch
     history: list[dict[str, float]] = []
     start = 1
     ckpt_path = ctx.path(*CKPT)
@@ -74,10 +84,11 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         history = list(state["history"])
         start = int(state["epoch"]) + 1
         ctx.note(f"resumed from {ckpt_path} after epoch {state['epoch']}")
+        if start > cfg.epochs:
+            ctx.note(f"no epoch left to train: the checkpoint already covers train.epochs={cfg.epochs}")
     gen = torch.Generator().manual_seed(ctx.seed)
     for _ in range(1, start):  # the same shuffles as an uninterrupted run
         torch.randperm(len(data.train), generator=gen)
@@ -89,6 +100,8 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         total, seen = 0.0, 0
         with ctx.progress(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) as advance:
             for s in range(steps_per_epoch):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at((epoch - 1) * steps_per_epoch + s, total_steps, cfg.lr)
                 idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                 img = to_float(data.train.images[idx]).to(dev)
                 ids = data.train.input_ids[idx].to(dev)
@@ -98,7 +111,6 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
-                sched.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
                 advance(1)
@@ -109,15 +121,11 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         history.append(row)
         ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         with ctx.atomic_path(*CKPT) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "epoch": epoch, "history": history}, tmp)  # fmt: skip
         if cfg.max_minutes and row["elapsed_s"] >= cfg.max_minutes * 60 and epoch < cfg.epochs:
             ctx.note(f"stopped after epoch {epoch}: train.max_minutes={cfg.max_minutes} reached")
             break
-    if not history:
-        ctx.note("no epoch left to train: the checkpoint already covers train.epochs")
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        history = list(state["history"])
     ctx.add_artifact(ckpt_path, kind="checkpoint", epoch=history[-1]["epoch"])
     with ctx.atomic_path("train", "curve.png") as tmp:
         plot_curve(tmp, history, data.majority_baseline, data.question_baseline)
