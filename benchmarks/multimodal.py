@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
-# the plugin's defaults: reduced = 32px images in 16px patches, hidden 64, 2/2/1 layers; full = FLAVA sizes
+# the plugin's defaults: reduced = 32px images in 8px patches, hidden 64, 2/2/1 layers; full = FLAVA sizes
 SIZES = {
     "reduced": {"image_size": 32, "vocab_size": 400, "max_length": 16, "num_classes": 14},
     "full": {"image_size": 224, "vocab_size": 30522, "max_length": 16, "num_classes": 3129},
@@ -41,7 +41,7 @@ def build(size: str):
     s = SIZES[size]
     torch.manual_seed(0)
     kwargs = flava_kwargs(size, hidden=64, heads=2, image_layers=2, text_layers=2, mm_layers=1,
-                          image_size=s["image_size"], patch_size=16, vocab_size=s["vocab_size"],
+                          image_size=s["image_size"], patch_size=8, vocab_size=s["vocab_size"],
                           max_length=s["max_length"])  # fmt: skip
     return make_classifier(s["num_classes"], kwargs), s
 

@@ -118,3 +118,43 @@ def test_trained_wordpiece_knows_the_question_words(tmp_path):
     assert tuple(ids.shape) == (2, 12) and truncated == 1
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())
     assert tokens[:3] == ["[CLS]", "what", "color"] and "[UNK]" not in tokens and tokens[-1] == "[PAD]"
+
+
+def stage_ctx(tmp_path, **data_cfg):
+    from mlx_multimodal.config import MultimodalConfig
+
+    from mlx_core.context import RunContext
+    from mlx_core.runs import Manifest
+
+    cfg = MultimodalConfig.model_validate({"data": {"image_size": 16, "wordpiece_vocab_size": 200, **data_cfg},
+                                           "model": {"patch_size": 8}})  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    return RunContext(plugin="multimodal", stage="data", target="data", config=cfg, device="cpu", run_dir=run_dir,
+                      manifest=Manifest.create(run_dir, plugin="multimodal"))  # fmt: skip
+
+
+def test_stage_counts_unknown_answers_truncation_and_skipped_images(tmp_path, colour_records):
+    recs, images = colour_records
+    recs.append({"image": "images/red.png", "question": "what color is this very very very long question about?",
+                 "answers": ["crimson"]})  # fmt: skip
+    recs.append({"image": "images/missing.png", "question": "what color is it?", "answers": ["red"]})
+    folder = write_vqa(tmp_path / "vqa", recs, images)
+    (tmp_path / "answers.txt").write_text("red\nblue\n")
+    ctx = stage_ctx(tmp_path, path=str(folder), answers_file=str(tmp_path / "answers.txt"), max_length=10,
+                    bad_image="skip", val_fraction=0.3)  # fmt: skip
+    data = D.build_data(ctx)
+    c = data.counts
+    assert data.answers == ["<unk>", "red", "blue"]
+    assert c["skipped_bad_image"] == 1
+    assert c["unknown_answer_train"] + c["unknown_answer_val"] == 1  # "crimson" -> <unk>
+    assert c["truncated_questions_train"] + c["truncated_questions_val"] == 1
+    assert len(data.train) + len(data.val) == 9 and data.train.input_ids.shape[1] == 10
+    assert tuple(data.train.images.shape[1:]) == (3, 16, 16)
+    notes = " ".join(ctx.manifest.data["notes"])
+    assert "mapped to <unk>" in notes and "truncated" in notes and "skipped" in notes
+
+    ctx = stage_ctx(tmp_path / "again", path=str(folder), answers_file=str(tmp_path / "answers.txt"),
+                    bad_image="skip", unknown_answer="drop", val_fraction=0.3)  # fmt: skip
+    data = D.build_data(ctx)
+    assert data.answers == ["red", "blue"] and len(data.train) + len(data.val) == 8
