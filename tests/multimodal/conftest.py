@@ -71,3 +71,18 @@ def colour_records() -> tuple[list[dict], dict[str, tuple[int, int, int]]]:
         recs.append({"image": "images/red.png", "question": "what color is it?", "answers": ["red", "red", "pink"]})
         recs.append({"image": "images/blue.png", "question": "what color is it?", "answers": ["blue"]})
     return recs, images
+
+
+def stage_ctx(tmp_path, model=None, train=None, **data_cfg):
+    """A real ``RunContext`` (with a manifest) for calling stage functions in process."""
+    from mlx_multimodal.config import MultimodalConfig
+
+    from mlx_core.context import RunContext
+    from mlx_core.runs import Manifest
+
+    cfg = MultimodalConfig.model_validate({"data": {"image_size": 16, "wordpiece_vocab_size": 200, **data_cfg},
+                                           "model": {"patch_size": 8, **(model or {})}, "train": train or {}})  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    return RunContext(plugin="multimodal", stage="data", target="data", config=cfg, device="cpu", run_dir=run_dir,
+                      manifest=Manifest.create(run_dir, plugin="multimodal"))  # fmt: skip

@@ -10,7 +10,7 @@ from mlx_multimodal import data as D
 
 from mlx_core import DataError
 
-from conftest import write_vqa
+from conftest import stage_ctx, write_vqa
 
 
 def test_generated_answers_depend_on_the_image(tmp_path):
@@ -118,20 +118,6 @@ def test_trained_wordpiece_knows_the_question_words(tmp_path):
     assert tuple(ids.shape) == (2, 12) and truncated == 1
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())
     assert tokens[:3] == ["[CLS]", "what", "color"] and "[UNK]" not in tokens and tokens[-1] == "[PAD]"
-
-
-def stage_ctx(tmp_path, **data_cfg):
-    from mlx_multimodal.config import MultimodalConfig
-
-    from mlx_core.context import RunContext
-    from mlx_core.runs import Manifest
-
-    cfg = MultimodalConfig.model_validate({"data": {"image_size": 16, "wordpiece_vocab_size": 200, **data_cfg},
-                                           "model": {"patch_size": 8}})  # fmt: skip
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(parents=True)
-    return RunContext(plugin="multimodal", stage="data", target="data", config=cfg, device="cpu", run_dir=run_dir,
-                      manifest=Manifest.create(run_dir, plugin="multimodal"))  # fmt: skip
 
 
 def test_stage_counts_unknown_answers_truncation_and_skipped_images(tmp_path, colour_records):

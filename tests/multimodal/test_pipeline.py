@@ -11,7 +11,7 @@ import pytest
 
 from mlx_core.runs import Manifest
 
-from conftest import DEVICE, error_line, mlx, run, run_dir_of
+from conftest import DEVICE, error_line, mlx, run, run_dir_of, stage_ctx, write_vqa
 
 #: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
 SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]
@@ -97,3 +97,23 @@ def test_predict_bad_inputs(exported, tmp_path):
         mlx("predict", "multimodal", str(exported), str(tmp_path / "half.png"), "what?", "--device", DEVICE)
     )
     assert "half.png is unreadable" in line
+
+
+def test_export_of_a_one_record_held_out_split(tmp_path, colour_records):
+    """In process: a held-out split of one record still exports with a dynamic batch."""
+    from mlx_multimodal.data import build_data
+    from mlx_multimodal.export import export
+    from mlx_multimodal.model import build_model
+
+    recs, images = colour_records
+    folder = write_vqa(tmp_path / "vqa", recs, images)
+    (folder / "val.jsonl").write_text(json.dumps(recs[1]) + "\n")
+    ctx = stage_ctx(tmp_path, path=str(folder), model={"hidden_size": 16, "image_layers": 1, "text_layers": 1})
+    data = build_data(ctx)
+    assert len(data.val) == 1
+    ctx.stage = "model"
+    model = build_model(ctx, data)
+    ctx.stage = "export"
+    out = export(ctx, data, model)
+    assert out["max_abs_diff"] < 1e-4
+    assert ctx.manifest.data["records"]["trained"] is False

@@ -17,9 +17,10 @@ from .predict import Predictor
 
 def export(ctx: Any, data: Any, model: Any) -> dict[str, Any]:
     model = model.to("cpu").eval()
-    n = min(8, len(data.val))
-    images = to_float(data.val.images[:n])
-    ids = data.val.input_ids[:n]
+    # the traced example needs a batch of at least 2: torch.export specialises a dimension of size 1
+    idx = torch.arange(max(2, min(8, len(data.val)))) % len(data.val)
+    images = to_float(data.val.images[idx])
+    ids = data.val.input_ids[idx]
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
         program = torch.export.export(model, (images, ids), dynamic_shapes={"image": {0: batch}, "text": {0: batch}})
@@ -37,7 +38,7 @@ def export(ctx: Any, data: Any, model: Any) -> dict[str, Any]:
     pred = Predictor(folder)
     with torch.no_grad():
         eager = model(images, ids)
-    got = pred.logits(pred.normalize(data.val.images[:n]), ids)
+    got = pred.logits(pred.normalize(data.val.images[idx]), ids)
     diff = float((got - eager).abs().max())
     agree = float((got.argmax(-1) == eager.argmax(-1)).float().mean())
     one = pred.logits(pred.normalize(data.val.images[:1]), ids[:1])  # a batch size other than the traced one
