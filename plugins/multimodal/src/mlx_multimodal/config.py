@@ -56,7 +56,7 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(20, ge=1, le=1000, description="passes over the training split")
+    epochs: int = Field(15, ge=1, le=1000, description="passes over the training split")
     batch_size: int = Field(32, ge=1, le=4096, description="questions per step")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
