@@ -70,6 +70,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """A temporary folder beside ``final``, renamed to ``final`` only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the final folder should look like any other
     try:
         yield tmp
         if final.exists():
