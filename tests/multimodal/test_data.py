@@ -113,6 +113,8 @@ def test_truncated_image_is_unreadable(tmp_path, colour_records):
 def test_trained_wordpiece_knows_the_question_words(tmp_path):
     questions = ["what color is the circle?", "how many squares are there?", "is the red square on the left?"] * 5
     D.train_wordpiece(questions, 80, tmp_path / "tok")
+    D.train_wordpiece(questions, 80, tmp_path / "again")
+    assert (tmp_path / "tok" / "vocab.txt").read_text() == (tmp_path / "again" / "vocab.txt").read_text()
     tok = D.load_tokenizer(tmp_path / "tok")
     ids, truncated = D.tokenize(tok, ["what color is the square?", "how many circles are there? " * 4], 12)
     assert tuple(ids.shape) == (2, 12) and truncated == 1

@@ -326,7 +326,10 @@ def train_wordpiece(questions: list[str], vocab_size: int, out_dir: Path) -> Non
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok.train_from_iterator(questions, trainer=trainer)
-    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    # the trainer's ids vary from run to run (ties in its frequency order): specials first, then
+    # the learnt tokens sorted, so that the same questions give the same ids (and the same run)
+    learnt = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+    vocab = [(t, i) for i, t in enumerate([*SPECIAL_TOKENS, *learnt])]
     with atomic_dir(out_dir) as tmp:
         (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
         # transformers 5 takes the vocabulary as ``vocab`` (a dict or a vocab.txt path); ``vocab_file``
