@@ -326,9 +326,12 @@ def train_wordpiece(questions: list[str], vocab_size: int, out_dir: Path) -> Non
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok.train_from_iterator(questions, trainer=trainer)
-    # the trainer's ids vary from run to run (ties in its frequency order): specials first, then
-    # the learnt tokens sorted, so that the same questions give the same ids (and the same run)
-    learnt = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+    # The trainer breaks ties between equally frequent merges in hash order, so its vocabulary (and
+    # every id) varies from run to run, and with it the whole training run. Keep what is stable:
+    # the characters and the pieces the training questions are actually split into, sorted.
+    used = {t for enc in tok.encode_batch(questions) for t in enc.tokens}
+    alphabet = {t for t in tok.get_vocab() if len(t.removeprefix("##")) == 1}
+    learnt = sorted((used | alphabet) - set(SPECIAL_TOKENS))
     vocab = [(t, i) for i, t in enumerate([*SPECIAL_TOKENS, *learnt])]
     with atomic_dir(out_dir) as tmp:
         (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
