@@ -63,15 +63,19 @@ def pip(session: nox.Session, *args: str) -> None:
         session.run("python", "-m", "pip", *args)
 
 
-def install_plugin(session: nox.Session, name: str, hardware: str) -> None:
-    row = PLUGINS[name]
-    extra = row["extras"].get(hardware)
-    target = str(row["path"]) + (f"[{extra}]" if extra else "")
-    session.install(str(ROOT / "core"), target)
-    for step in row["after"].get(hardware, []):
-        if step[0] == "uninstall" and session.venv_backend != "uv":
-            step = [step[0], "-y", *step[1:]]
-        pip(session, *step)
+def install_plugins(session: nox.Session, names: list[str], hardware: str, *extra: str) -> None:
+    """Install the core and the named plugins (with their extras for ``hardware``) in one resolve,
+    then run each plugin's ``after`` steps."""
+    targets = []
+    for name in names:
+        extra_name = PLUGINS[name]["extras"].get(hardware)
+        targets.append(str(PLUGINS[name]["path"]) + (f"[{extra_name}]" if extra_name else ""))
+    session.install(str(ROOT / "core"), *targets, *extra)
+    for name in names:
+        for step in PLUGINS[name]["after"].get(hardware, []):
+            if step[0] == "uninstall" and session.venv_backend != "uv":
+                step = [step[0], "-y", *step[1:]]
+            pip(session, *step)
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
@@ -99,8 +103,7 @@ def _make_plugin_session(name: str, hardware: str) -> None:
     def session_fn(session: nox.Session) -> None:
         if hardware == "cuda" and not has_gpu():
             session.skip(f"{name}-cuda needs an NVIDIA GPU; nvidia-smi found none on this machine")
-        install_plugin(session, name, hardware)
-        session.install(*TEST_TOOLS)
+        install_plugins(session, [name], hardware, *TEST_TOOLS)
         session.env["MLX_TEST_DEVICE"] = hardware
         pytest(session, f"tests/{name}")
 
@@ -117,10 +120,8 @@ for _name, _row in PLUGINS.items():
 def integration(session: nox.Session) -> None:
     """Every plugin installed together; cross-plugin tests in tests/integration."""
     hardware = "cuda" if has_gpu() else "cpu"
-    session.install(str(ROOT / "core"), *TEST_TOOLS)
-    for name, row in PLUGINS.items():
-        if hardware in row["hardware"]:
-            install_plugin(session, name, hardware)
+    names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
+    install_plugins(session, names, hardware, *TEST_TOOLS)
     pytest(session, "tests/integration")
 
 
@@ -129,10 +130,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (all, or those named: `nox -s bench -- core segmentation`), with every plugin
     installed as users would have them; tables, JSON and PNG charts go to benchmarks/results."""
     hardware = "cuda" if has_gpu() else "cpu"
-    session.install(str(ROOT / "core"), "matplotlib")
-    for name, row in PLUGINS.items():
-        if hardware in row["hardware"]:
-            install_plugin(session, name, hardware)
+    names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
+    install_plugins(session, names, hardware, "matplotlib", "rich")
     names = session.posargs or [p.stem for p in sorted((ROOT / "benchmarks").glob("*.py"))]
     for bench_name in names:
         session.run("python", f"benchmarks/{bench_name}.py")

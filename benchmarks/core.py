@@ -21,14 +21,18 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def wall(cmd: list[str], repeat: int) -> list[float]:
-    times = []
+def walls(cases: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:
+    """Round-robin timing: every round runs each command once, so that a change in machine load
+    (other jobs on a shared box) hits all commands alike instead of skewing the ratio."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
-    subprocess.run(cmd, capture_output=True, env=env, check=True)  # warm the file cache and .pyc files
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    for cmd in cases.values():  # warm the file cache and .pyc files
         subprocess.run(cmd, capture_output=True, env=env, check=True)
-        times.append(time.perf_counter() - t0)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, cmd in cases.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, env=env, check=True)
+            times[name].append(time.perf_counter() - t0)
     return times
 
 
@@ -45,23 +49,30 @@ def main() -> None:
             [sys.executable, "-m", "mlx_core", "plugins", "list", "--json"], capture_output=True, text=True, check=True
         ).stdout
     )
+    script = Path(sys.executable).with_name("mlx")  # the console script users run
+    mlx = [str(script)] if script.exists() else [sys.executable, "-m", "mlx_core"]
     cases = {
         "python -c pass": [sys.executable, "-c", "pass"],
-        "mlx plugins list": [sys.executable, "-m", "mlx_core", "plugins", "list"],
-        "mlx --version": [sys.executable, "-m", "mlx_core", "--version"],
+        "mlx plugins list": [*mlx, "plugins", "list"],
+        "mlx --version": [*mlx, "--version"],
     }
     has_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
     if has_torch:
         cases['python -c "import torch"'] = [sys.executable, "-c", "import torch"]
+    load_before = os.getloadavg()[0]
     rows = {}
-    for name, cmd in cases.items():
-        t = wall(cmd, args.repeat)
+    for name, t in walls(cases, args.repeat).items():
         rows[name] = {"median_s": statistics.median(t), "min_s": min(t), "runs": len(t)}
 
     ratio = rows["mlx plugins list"]["median_s"] / rows['python -c "import torch"']["median_s"] if has_torch else None
     result = {
         "benchmark": "core",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1min": [load_before, os.getloadavg()[0]],
+        },
         "plugins_installed": [r["name"] for r in listed],
         "cases": rows,
         "list_over_import_torch": ratio,
@@ -76,7 +87,7 @@ def main() -> None:
         table.add_row(name, f"{r['median_s']:.3f}", f"{r['min_s']:.3f}")
     Console().print(table)
     print(
-        f"mlx plugins list / import torch = {ratio:.3f} (target < 0.10)"
+        f"mlx plugins list / import torch = {ratio:.3f} (target < 0.10; load avg {load_before:.1f})"
         if ratio is not None
         else "torch not installed: no ratio"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .config import Section
-from .context import RunContext
 from .errors import ConfigError, DataError, DeviceError, MlxError, PluginError, RunError, StageFailed, UsageError
 from .hookspecs import hookimpl, hookspec
 from .info import HARDWARE, STAGES, PluginInfo
@@ -19,6 +18,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: The plugin API version. Plugins declare the range they support in ``PluginInfo.core_api``.
 #: Bump the minor for additions (new hooks, new ctx helpers), the major for breaking changes.
 API_VERSION = "1.0"
+
+
+def __getattr__(name: str):
+    # RunContext pulls in rich.progress; listing plugins never needs it, so it loads on first use.
+    if name == "RunContext":
+        from .context import RunContext
+
+        return RunContext
+    raise AttributeError(f"module 'mlx_core' has no attribute {name!r}")
+
 
 __all__ = [
     "API_VERSION", "HARDWARE", "STAGES", "ConfigError", "DataError", "DeviceError", "MlxError",

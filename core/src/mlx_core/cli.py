@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
 from .errors import MlxError
 
 app = typer.Typer(
@@ -43,9 +42,9 @@ def _registry():
 
 def _version(value: bool) -> None:
     if value:
-        from . import API_VERSION
+        from .listing import version_line
 
-        print(f"mlx-core {__version__} (plugin API {API_VERSION})")
+        print(version_line())
         raise typer.Exit()
 
 
@@ -67,27 +66,9 @@ def main_options(
 @plugins_app.command("list")
 def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List installed plugins with their status (ok, broken, unavailable here, disabled)."""
-    reg = _registry()
-    rows = [r.as_dict() for r in sorted(reg.records.values(), key=lambda r: r.name)]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        out.print("no plugins installed (entry-point group 'mlx'); try: mlx plugins install segmentation")
-        return
-    table = Table("name", "version", "stages", "hardware", "status")
-    colour = {"ok": "green", "broken": "red", "unavailable here": "yellow", "disabled": "dim"}
-    for r in rows:
-        status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
-        stages = ", ".join(r["stages"] + (["predict"] if r["predict"] else []))
-        table.add_row(
-            r["name"],
-            r["version"] or "?",
-            stages,
-            ", ".join(r["hardware"]),
-            f"[{colour.get(r['status'], 'white')}]{status}[/]",
-        )
-    out.print(table)
+    from .listing import list_plugins
+
+    list_plugins(as_json)
 
 
 @plugins_app.command("info")

@@ -122,26 +122,35 @@ def check_answers_only_own_runs(name: str) -> None:
 HEAVY_LIBRARIES = ("torch", "torchvision", "torchrec", "fbgemm_gpu", "paddle", "transformers", "datasets",
                    "tensorflow", "jax", "executorch", "onnxruntime", "bitsandbytes", "torchmultimodal")  # fmt: skip
 
-_HEAVY_SNIPPET = """
+_IMPORTS_SNIPPET = """
 import json, sys
-from mlx_core.cli import app
+from mlx_core.entry import main
+sys.argv = ["mlx", *{argv!r}]
 try:
-    app({argv!r}, standalone_mode=False)
+    main()
+except SystemExit as exc:
+    if exc.code not in (None, 0):
+        raise
 finally:
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-    print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
+    print("IMPORTED=" + json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})), file=sys.stderr)
 """
 
 
-def heavy_imports(*argv: str, env: dict[str, str] | None = None) -> list[str]:
-    """Heavy modules (torch, paddle, transformers, ...) imported by ``mlx ARGV`` in a fresh interpreter."""
-    code = _HEAVY_SNIPPET.format(argv=list(argv), heavy=set(HEAVY_LIBRARIES))
+def imported_packages(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """Top-level packages imported by ``mlx ARGV`` (through the real console-script entry point)
+    in a fresh interpreter."""
+    code = _IMPORTS_SNIPPET.format(argv=list(argv))
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stderr.splitlines() if x.startswith("HEAVY="))
-    return json.loads(line[len("HEAVY=") :])
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("IMPORTED="))
+    return json.loads(line[len("IMPORTED=") :])
+
+
+def heavy_imports(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """Heavy libraries (torch, paddle, transformers, ...) imported by ``mlx ARGV`` in a fresh interpreter."""
+    return [m for m in imported_packages(*argv, env=env) if m in set(HEAVY_LIBRARIES)]
 
 
 class PluginConformance:

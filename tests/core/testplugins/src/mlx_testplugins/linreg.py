@@ -125,6 +125,8 @@ def mlx_train(ctx, data, model):
                 gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
                 model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
                 atomic_write_json(ckpt, {"model": model, "step": step + 1})
+                if (step + 1) % 10 == 0:  # a history row per 10 steps, each after its checkpoint
+                    ctx.log_metrics({"train_mse": _mse(model, rows)}, step=step + 1)
                 advance(1)
                 if cfg.step_delay:
                     time.sleep(cfg.step_delay)

@@ -1,0 +1,176 @@
+"""Image-folder classification data in the Flowers-102 layout, and a generated sample in it.
+
+Layout (as the widely used Flowers-102 image-folder release)::
+
+    root/train/<class>/*.jpg        root/valid/<class>/*.jpg        root/cat_to_name.json (optional)
+
+Class folders are sorted (numerically when all names are numbers, as Flowers' "1".."102"); the
+optional ``cat_to_name.json`` maps folder names to readable names. The default sample draws
+class-specific textures (stripes at an angle per class, with random phase, colour and noise),
+writes them as JPEGs in this layout and reads them back with the same reader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlx_core import DataError
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
+SPLITS = ("train", "valid")
+MEAN = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+STD = np.array([0.25, 0.25, 0.25], dtype=np.float32)
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labels: np.ndarray  # int64 [N]
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def normalized(self, idx=slice(None)) -> np.ndarray:
+        """float32 [N, 3, H, W], standardised."""
+        x = self.images[idx].astype(np.float32) / 255.0
+        return ((x - MEAN) / STD).transpose(0, 3, 1, 2).copy()
+
+
+@dataclass
+class ImageData:
+    root: Path
+    classes: list[str]
+    names: list[str]
+    train: Split
+    valid: Split
+    image_size: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    names = [p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(names, key=lambda n: (0, int(n), n) if n.isdigit() else (1, 0, n))
+
+
+def read_folder(root: str | Path, image_size: int) -> ImageData:
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"data.path {str(root)!r} is not a directory (expected train/<class>/*.jpg and valid/<class>/*.jpg)"
+        )
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise DataError(
+                f"data.path {str(root)!r} has no {split}/ folder (Flowers-102 layout: {'/, '.join(SPLITS)}/)"
+            )
+    classes = _class_dirs(root / "train")
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'} has {len(classes)} class folder(s); expected at least 2")
+    extra = set(_class_dirs(root / "valid")) - set(classes)
+    if extra:
+        raise DataError(f"{root / 'valid'} has class folder(s) {sorted(extra)} that train/ does not have")
+    names = list(classes)
+    mapping = root / "cat_to_name.json"
+    if mapping.is_file():
+        try:
+            table = json.loads(mapping.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"{mapping} is not valid JSON: {exc}") from None
+        names = [str(table.get(c, c)) for c in classes]
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split in SPLITS:
+        images, labels, files = [], [], []
+        for c in classes:
+            folder = root / split / c
+            if not folder.is_dir():
+                continue
+            for f in sorted(folder.iterdir()):
+                if f.suffix.lower() not in EXTENSIONS:
+                    continue
+                try:
+                    with Image.open(f) as im:
+                        im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                        images.append(np.asarray(im, dtype=np.uint8))
+                except (UnidentifiedImageError, OSError) as exc:
+                    raise DataError(f"cannot read image {f}: {exc}") from None
+                labels.append(index[c])
+                files.append(str(f.relative_to(root)))
+        if not images:
+            raise DataError(f"{root / split} holds no images ({', '.join(sorted(EXTENSIONS))})")
+        splits[split] = Split(np.stack(images), np.array(labels, dtype=np.int64), files)
+    return ImageData(root, classes, names, splits["train"], splits["valid"], image_size)
+
+
+def _texture(rng: np.random.Generator, label: int, classes: int, size: int) -> np.ndarray:
+    angle = math.pi * label / classes
+    freq = rng.uniform(0.35, 0.5)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = rng.uniform(0, 2 * math.pi)
+    wave = np.sin(freq * (xx * math.cos(angle) + yy * math.sin(angle)) + phase)
+    base = rng.uniform(0.2, 0.8, size=3)
+    amp = rng.uniform(0.15, 0.3)
+    img = base[None, None, :] + amp * wave[:, :, None] + rng.normal(0, 0.05, size=(size, size, 3))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_sample(root: Path, classes: int, per_class: int, valid_per_class: int, size: int, seed: int) -> Path:
+    """Generate the default sample in the Flowers-102 layout under ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("valid", valid_per_class)):
+        for c in range(classes):
+            folder = root / split / str(c + 1)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(_texture(rng, c, classes, size)).save(
+                    folder / f"image_{c + 1:03d}_{i:05d}.jpg", quality=95
+                )
+    names = {str(c + 1): f"stripes-{round(180 * c / classes)}deg" for c in range(classes)}
+    (root / "cat_to_name.json").write_text(json.dumps(names, indent=1))
+    return root
+
+
+def build(ctx) -> ImageData:
+    cfg = ctx.config.data
+    if cfg.path:
+        data = read_folder(cfg.path, cfg.image_size)
+        ctx.log(
+            f"read {len(data.train)} train / {len(data.valid)} valid images of {data.num_classes} classes from {cfg.path}"
+        )
+        ctx.record("data", {"path": str(cfg.path), "layout": "flowers102-image-folder"})
+        _metrics(ctx, data)
+        return data
+    root = ctx.path("data", "sample")
+    done = root / "cat_to_name.json"
+    if not (ctx.resumed and done.is_file()):
+        tmp = ctx.path("data", "sample.tmp")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_sample(
+            tmp, cfg.sample_classes, cfg.sample_per_class, cfg.sample_valid_per_class, max(cfg.image_size, 32), ctx.seed
+        )
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)  # the whole folder appears at once, like an atomic file write
+    data = read_folder(root, cfg.image_size)
+    ctx.add_artifact(done, kind="dataset", layout="flowers102-image-folder", root=str(root.relative_to(ctx.run_dir)),
+                     train=len(data.train), valid=len(data.valid), classes=data.num_classes)  # fmt: skip
+    _metrics(ctx, data)
+    return data
+
+
+def _metrics(ctx, data: ImageData) -> None:
+    ctx.log_metrics({"train_images": len(data.train), "valid_images": len(data.valid), "classes": data.num_classes})

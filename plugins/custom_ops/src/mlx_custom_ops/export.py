@@ -1,0 +1,142 @@
+"""Export stage: a Paddle inference model (``paddle.jit.save``) run through ``paddle.inference`` in
+a fresh process with the custom operator loaded, or a ``torch.export`` program; both checked
+against the eager model's logits on validation images.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mlx_core import StageFailed
+
+# Runs in a fresh interpreter: loads the custom operator's library (if the model uses it), then
+# the inference model through paddle.inference, and writes the logits next to the inputs.
+PADDLE_RUNNER = r"""
+import json, sys
+import numpy as np
+args = json.loads(sys.argv[1])
+import paddle
+if args["op_library"]:
+    from paddle.utils.cpp_extension.extension_utils import load_op_meta_info_and_register_op
+    load_op_meta_info_and_register_op(args["op_library"])
+from paddle import inference
+prefix = args["prefix"]
+import os
+model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
+config = inference.Config(model_file, prefix + ".pdiparams")
+config.disable_gpu()
+if args["op_library"]:
+    config.disable_mkldnn()  # the custom kernel reads plain NCHW memory; oneDNN hands over blocked layouts
+config.switch_ir_optim(False)
+predictor = inference.create_predictor(config)
+x = np.load(args["inputs"])
+handle = predictor.get_input_handle(predictor.get_input_names()[0])
+handle.reshape(x.shape)
+handle.copy_from_cpu(x)
+predictor.run()
+out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+np.save(args["outputs"], out)
+"""
+
+
+def run(ctx, data, model):
+    cfg = ctx.config
+    n = min(cfg.export.batch, len(data.valid))
+    x = data.valid.normalized(slice(0, n))
+    if cfg.model.backend == "paddle":
+        result = _paddle(ctx, model, x)
+    else:
+        result = _torch(ctx, model, x)
+    diff = result["max_abs_diff"]
+    ctx.log_metrics({"export_max_abs_diff": diff})
+    ctx.record("export", result)
+    if not diff <= cfg.export.atol:
+        raise StageFailed(f"exported model differs from eager by {diff:.3g} (export.atol={cfg.export.atol})")
+    return result
+
+
+def _paddle(ctx, net, x: np.ndarray) -> dict:
+    import paddle
+    from paddle.static import InputSpec
+
+    from .build import LAST_BUILD, ensure_paddle_op
+
+    size = x.shape[-1]
+    net.eval()
+    with paddle.no_grad():
+        eager = net(paddle.to_tensor(x)).numpy()
+    custom = ctx.config.model.impl == "custom"
+    op_library = None
+    if custom:
+        ensure_paddle_op()
+        op_library = LAST_BUILD["paddle"]["path"]
+    out_dir = ctx.path("export")
+    tmp_dir = ctx.path("export.tmp")
+    import shutil
+
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+    static = paddle.jit.to_static(
+        net, input_spec=[InputSpec([None, 3, size, size], "float32", "image")], full_graph=True
+    )
+    paddle.jit.save(static, str(tmp_dir / "model"))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp_dir.rename(out_dir)  # the whole inference model appears at once
+    prefix = out_dir / "model"
+    with ctx.atomic_path("export", "parity_inputs.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, x)
+    args = {
+        "prefix": str(prefix),
+        "op_library": op_library,
+        "inputs": str(out_dir / "parity_inputs.npy"),
+        "outputs": str(out_dir / "parity_outputs.npy"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+        raise StageFailed(
+            f"the exported Paddle model did not run in a fresh process through paddle.inference: {tail[0]}"
+        )
+    got = np.load(out_dir / "parity_outputs.npy")
+    diff = float(np.abs(got - eager).max())
+    for f in sorted(out_dir.iterdir()):
+        if f.name.startswith("model."):
+            ctx.add_artifact(f, kind="paddle-inference-model")
+    if op_library:
+        ctx.note(
+            f"the inference model uses the custom operator 'involution': load {op_library} before creating the predictor"
+        )
+    return {"format": "paddle-inference", "prefix": str(prefix.relative_to(ctx.run_dir)), "custom_op": custom,
+            "op_library": op_library, "fresh_process": True, "max_abs_diff": diff, "images": len(x)}  # fmt: skip
+
+
+def _torch(ctx, net, x: np.ndarray) -> dict:
+    import torch
+
+    net.eval()
+    dev = next(net.parameters()).device
+    xt = torch.from_numpy(x).to(dev)
+    with torch.no_grad():
+        eager = net(xt).cpu().numpy()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    prog = torch.export.export(net, (xt,), dynamic_shapes=({0: batch},))
+    with ctx.atomic_path("export", "model.pt2") as tmp:
+        torch.export.save(prog, tmp)
+    path = ctx.path("export", "model.pt2")
+    loaded = torch.export.load(path)
+    with torch.no_grad():
+        got = loaded.module()(xt).cpu().numpy()
+    diff = float(np.abs(got - eager).max())
+    ops = sorted(
+        {str(n.target) for n in prog.graph.nodes if n.op == "call_function" and "mlx_custom_ops" in str(n.target)}
+    )
+    ctx.add_artifact(path, kind="torch-export", custom_ops=ops)
+    return {"format": "torch.export", "path": str(Path(path).relative_to(ctx.run_dir)),
+            "custom_op": bool(ops), "graph_custom_ops": ops, "max_abs_diff": diff, "images": len(x)}  # fmt: skip

@@ -1,0 +1,149 @@
+"""Interrupted training, for every installed plugin with a train stage (issue 11).
+
+For each plugin: a small training run is killed hard (SIGKILL) right after its first epoch has
+been checkpointed, then ``mlx run P train --from RUN_DIR`` resumes it; its final train metrics must
+equal those of an uninterrupted run with the same seed (within the plugin's stated tolerance).
+Ctrl-C (SIGINT) must stop cleanly: exit 130, the stage marked ``interrupted``, the lock released.
+Two runs started together must get their own directories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlx_core.testing import cli
+
+# plugin -> (overrides for a small training run of at least 3 epochs, relative tolerance of the
+# final metrics after a resume; 0.0 means bit-identical)
+RESUME: dict[str, tuple[list[str], float]] = {}
+
+TIMING = ("time", "seconds", "_s", "per_s", "throughput", "latency", "wall")
+
+
+def installed() -> set[str]:
+    proc = cli("plugins", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {r["name"] for r in json.loads(proc.stdout) if r["status"] == "ok"}
+
+
+CASES = sorted(set(RESUME) & installed())
+
+
+def mlx(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlx_core", *args]
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def wait_for_epoch(runs: Path, name: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    """The run directory, once its train stage has logged (and so checkpointed) one epoch."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"{name} ended before its first epoch was logged: {proc.communicate()[1][-2000:]}"
+        for manifest in runs.glob(f"{name}/*/run.json"):
+            data = json.loads(manifest.read_text())  # atomic writes: always valid JSON
+            if data["stages"].get("train", {}).get("history"):
+                return manifest.parent
+        time.sleep(0.05)
+    raise AssertionError(f"{name}: no epoch logged within {timeout} s")
+
+
+def final_metrics(run_dir: Path) -> dict[str, float]:
+    metrics = json.loads((run_dir / "run.json").read_text())["stages"]["train"].get("metrics", {})
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not any(t in k for t in TIMING)
+    }
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
+    overrides, tolerance = RESUME[name]
+    killed = subprocess.Popen(
+        mlx("run", name, "train", "--runs-dir", str(tmp_path / "killed"), *sets(overrides)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_dir = wait_for_epoch(tmp_path / "killed", name, killed)
+    killed.kill()
+    killed.wait(timeout=60)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["stages"]["train"]["status"] == "running"  # it never got to say otherwise
+
+    resumed = subprocess.run(mlx("run", name, "train", "--from", str(run_dir)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    train = json.loads((run_dir / "run.json").read_text())["stages"]["train"]
+    assert train["status"] == "completed"
+    steps = [row["step"] for row in train["history"]]
+    # the history survives the kill; a run that started over instead of resuming repeats its steps
+    assert steps == sorted(set(steps)), f"{name} restarted training instead of resuming: steps {steps}"
+
+    clean = subprocess.run(
+        mlx("run", name, "train", "--runs-dir", str(tmp_path / "clean"), *sets(overrides)),
+        capture_output=True,
+        text=True,
+    )
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    clean_dir = Path(clean.stdout.strip().splitlines()[-1])
+
+    got, want = final_metrics(run_dir), final_metrics(clean_dir)
+    assert want, f"{name} logged no train metrics"
+    assert got.keys() == want.keys()
+    for key in want:
+        assert math.isclose(got[key], want[key], rel_tol=tolerance, abs_tol=tolerance), (key, got[key], want[key])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_ctrl_c_marks_training_interrupted(name, tmp_path):
+    overrides, _ = RESUME[name]
+    proc = subprocess.Popen(
+        mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(overrides)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_dir = wait_for_epoch(tmp_path, name, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # training finished before the signal arrived: nothing to check
+        pytest.skip(f"{name} finished its training before Ctrl-C reached it")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    train = json.loads((run_dir / "run.json").read_text())["stages"]["train"]
+    assert train["status"] == "interrupted"
+    assert not (run_dir / ".lock").exists()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_runs_started_together_get_their_own_directories(name, tmp_path):
+    overrides, _ = RESUME[name]
+    procs = [
+        subprocess.Popen(
+            mlx("run", name, "data", "--runs-dir", str(tmp_path), *sets(overrides)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    dirs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        dirs.append(Path(out.strip().splitlines()[-1]))
+    assert dirs[0] != dirs[1]
+    for run_dir in dirs:
+        manifest = json.loads((run_dir / "run.json").read_text())
+        assert manifest["stages"]["data"]["status"] == "completed"
+        for artifact in manifest["artifacts"]:
+            path = Path(artifact["path"])
+            path = path if path.is_absolute() else run_dir / path
+            assert run_dir in path.resolve().parents or not path.is_relative_to(tmp_path), path
