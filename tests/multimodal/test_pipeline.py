@@ -76,13 +76,21 @@ def test_predict_prints_top5_answers(exported):
     assert all(r["answer"] in answers for r in rows)
 
 
-def test_resume_continues_from_the_last_checkpoint(exported):
-    proc = run(exported.parent, "train", ["train.epochs=4"], "--from", str(exported))
-    assert run_dir_of(proc) == exported
-    m = Manifest.load(exported).data
-    assert any("resumed from" in n and "after epoch 3" in n for n in m["notes"]), m["notes"]
-    history = m["stages"]["train"]["history"]
-    assert [h["step"] for h in history] == [1, 2, 3, 4]  # epochs 1-3 were not trained again
+def test_stopped_then_resumed_run_equals_the_uninterrupted_one(exported, tmp_path):
+    """Stop after epoch 1 (train.max_minutes), resume with --from: the same run as without the stop."""
+    runs = tmp_path / "runs"
+    first = run_dir_of(run(runs, "train", [*SMALL, "train.max_minutes=0.0001"]))
+    stopped = Manifest.load(first).data
+    assert [h["step"] for h in stopped["stages"]["train"]["history"]] == [1]
+    assert run_dir_of(run(runs, "train", ["train.max_minutes=0"], "--from", str(first))) == first
+    resumed = Manifest.load(first).data
+    assert any("resumed from" in n and "after epoch 1" in n for n in resumed["notes"]), resumed["notes"]
+    history = resumed["stages"]["train"]["history"]
+    assert [h["step"] for h in history] == [1, 2, 3]  # epoch 1 was not trained again
+    clean = Manifest.load(exported).data["stages"]["train"]["history"]
+    for got, want in zip(history, clean, strict=True):
+        for key in ("train_loss", "val_loss", "val_acc"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
 
 
 def test_predict_bad_inputs(exported, tmp_path):

@@ -90,8 +90,9 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         if start > cfg.epochs:
             ctx.note(f"no epoch left to train: the checkpoint already covers train.epochs={cfg.epochs}")
     gen = torch.Generator().manual_seed(ctx.seed)
-    for _ in range(1, start):  # the same shuffles as an uninterrupted run
-        torch.randperm(len(data.train), generator=gen)
+    if start > 1:  # the same shuffles and dropout masks as an uninterrupted run
+        gen.set_state(state["shuffle_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
     t0 = time.perf_counter()
     elapsed_before = history[-1]["elapsed_s"] if history else 0.0
     for epoch in range(start, cfg.epochs + 1):
@@ -121,8 +122,9 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
         history.append(row)
         ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         with ctx.atomic_path(*CKPT) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "epoch": epoch, "history": history}, tmp)  # fmt: skip
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                        "shuffle_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "history": history}, tmp)  # fmt: skip
         if cfg.max_minutes and row["elapsed_s"] >= cfg.max_minutes * 60 and epoch < cfg.epochs:
             ctx.note(f"stopped after epoch {epoch}: train.max_minutes={cfg.max_minutes} reached")
             break
