@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -126,10 +126,13 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Every benchmark under benchmarks/ (tables, JSON and PNG charts in benchmarks/results)."""
+    """Benchmarks (all, or those named: `nox -s bench -- core segmentation`), with every plugin
+    installed as users would have them; tables, JSON and PNG charts go to benchmarks/results."""
+    hardware = "cuda" if has_gpu() else "cpu"
     session.install(str(ROOT / "core"), "matplotlib")
+    for name, row in PLUGINS.items():
+        if hardware in row["hardware"]:
+            install_plugin(session, name, hardware)
     names = session.posargs or [p.stem for p in sorted((ROOT / "benchmarks").glob("*.py"))]
     for bench_name in names:
-        if bench_name in PLUGINS:
-            install_plugin(session, bench_name, "cuda" if has_gpu() else "cpu")
         session.run("python", f"benchmarks/{bench_name}.py")

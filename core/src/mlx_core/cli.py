@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -25,9 +26,12 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+models_app = typer.Typer(help="Models the installed plugins publish (the model hub).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 STATE = {"verbose": False}
 
 
@@ -76,7 +80,13 @@ def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     for r in rows:
         status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
         stages = ", ".join(r["stages"] + (["predict"] if r["predict"] else []))
-        table.add_row(r["name"], r["version"] or "?", stages, ", ".join(r["hardware"]), f"[{colour.get(r['status'], 'white')}]{status}[/]")
+        table.add_row(
+            r["name"],
+            r["version"] or "?",
+            stages,
+            ", ".join(r["hardware"]),
+            f"[{colour.get(r['status'], 'white')}]{status}[/]",
+        )
     out.print(table)
 
 
@@ -93,15 +103,20 @@ def plugins_info(name: str, as_json: Annotated[bool, typer.Option("--json", help
     data = rec.as_dict()
     info = rec.info
     data["config"] = describe(info.config) if info and info.config else []
-    data["options"] = describe(info.options) if info and info.options else []
+    data["options"] = describe(info.options, prefix=f"{name}.") if info and info.options else []
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
-    out.print(f"[bold]{name}[/] {data['version'] or ''}  ({data['status']}{': ' + data['reason'] if data['reason'] else ''})")
+    out.print(
+        f"[bold]{name}[/] {data['version'] or ''}  ({data['status']}{': ' + data['reason'] if data['reason'] else ''})"
+    )
     for key in ("summary", "stages", "hardware", "core_api", "requires", "distribution", "location"):
         value = data[key]
         out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False)
-    for title, rows in (("config", data["config"]), (f"options (--set {name}.KEY=VALUE on other plugins' runs)", data["options"])):
+    for title, rows in (
+        ("config", data["config"]),
+        (f"options (--set {name}.KEY=VALUE on other plugins' runs)", data["options"]),
+    ):
         if not rows:
             continue
         table = Table("key", "type", "default", "description", title=title, title_justify="left")
@@ -121,6 +136,93 @@ def plugins_new(
 
     path = create(name, directory or Path.cwd())
     out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
+
+
+@plugins_app.command("install")
+def plugins_install(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Plugin names, e.g. segmentation recsys.")] = None,
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="cpu or cuda: selects the plugin's extras and steps.")
+    ] = "",
+    requirements: Annotated[
+        Optional[Path], typer.Option("-r", "--requirements", help="Restore a lock file from `mlx plugins freeze`.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the installer commands only.")] = False,
+) -> None:
+    """Install only the named plugins (from plugins/NAME inside a checkout, else mlx-NAME)."""
+    from .hardware import has_cuda
+    from .install import find_checkout, plan_install, plan_restore, read_lock, run_plan
+
+    checkout = find_checkout()
+    if requirements is not None:
+        plan = plan_restore(read_lock(requirements), hardware or None, checkout)
+    else:
+        plan = plan_install(names or [], hardware or ("cuda" if has_cuda() else "cpu"), checkout)
+    run_plan(plan, dry_run, lambda line: err.print(f"$ {line}", highlight=False, markup=False, soft_wrap=True))
+
+
+@plugins_app.command("uninstall")
+def plugins_uninstall(
+    names: list[str],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the installer commands only.")] = False,
+) -> None:
+    """Uninstall the named plugins' distributions."""
+    from .install import run_plan, uninstall_plan
+
+    run_plan(
+        uninstall_plan(names),
+        dry_run,
+        lambda line: err.print(f"$ {line}", highlight=False, markup=False, soft_wrap=True),
+    )
+
+
+@plugins_app.command("freeze")
+def plugins_freeze(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Lock file to write.")] = Path("mlx-plugins.lock.toml"),
+) -> None:
+    """Write a lock file of the installed plugins and the torch/paddle/CUDA versions they run on."""
+    from .install import write_lock
+
+    data = write_lock(output)
+    out.print(
+        f"wrote {output}: {len(data['plugins'])} plugins, torch {data['runtime'].get('torch', 'not installed')}",
+        highlight=False,
+    )
+
+
+# --- models ---------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    plugin: Annotated[Optional[str], typer.Argument(help="Only this plugin's models.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List published model entry points: name, plugin, summary."""
+    from .hub import entries
+
+    found = entries(plugin=plugin)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {"name": e.name, "plugin": e.plugin, "summary": e.summary, "signature": e.signature}
+                    for e in found.values()
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("model", "plugin", "summary")
+    for e in found.values():
+        table.add_row(e.name, e.plugin, e.summary)
+    out.print(table)
+
+
+@models_app.command("help")
+def models_help(name: str) -> None:
+    """Show a model entry point's signature and docstring."""
+    from .hub import help as hub_help
+
+    print(hub_help(name))
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -153,7 +255,11 @@ def run_cmd(
         table.add_row(name, s["status"], f"{s.get('duration_s', 0):.1f}")
     out.print(table)
     if d["metrics"]:
-        out.print("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["metrics"].items()), highlight=False)
+        out.print(
+            "metrics: "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["metrics"].items()),
+            highlight=False,
+        )
     for note in d["notes"]:
         out.print(f"note: {note}", highlight=False)
     print(manifest.run_dir)
@@ -195,19 +301,28 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     if as_json:
         print(json.dumps(facts, indent=2))
         return
-    out.print(f"python {facts['python']} ({facts['executable']}), {facts['platform']}, {facts['cpus']} CPUs", highlight=False)
+    out.print(
+        f"python {facts['python']} ({facts['executable']}), {facts['platform']}, {facts['cpus']} CPUs", highlight=False
+    )
     out.print(f"mlx-core {facts['mlx-core']} (plugin API {facts['core_api']})", highlight=False)
     out.print(f"GPUs: {', '.join(facts['gpus']) or 'none (CUDA not available)'}", highlight=False)
     out.print("libraries: " + (", ".join(f"{k} {v}" for k, v in facts["libraries"].items()) or "none"), highlight=False)
     table = Table("plugin", "version", "hardware", "can run here", "why not")
     for p in facts["plugins"]:
-        table.add_row(p["name"], p["version"] or "?", ", ".join(p["hardware"]), "yes" if p["can_run_here"] else "no", p["reason"])
+        table.add_row(
+            p["name"], p["version"] or "?", ", ".join(p["hardware"]), "yes" if p["can_run_here"] else "no", p["reason"]
+        )
     out.print(table)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit code 2."""
     verbose = "--verbose" in sys.argv[1:] or "-v" in sys.argv[1:2]
+    signal.signal(signal.SIGTERM, _terminate)  # `kill PID` stops like Ctrl-C: stage marked interrupted
     try:
         app()
     except MlxError as exc:
@@ -218,7 +333,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         raise SystemExit(130) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - last resort: one line instead of a traceback
         if verbose or os.environ.get("MLX_DEBUG"):
             traceback.print_exc()
         msg = f"error: {type(exc).__name__}: {exc}".splitlines()[0]

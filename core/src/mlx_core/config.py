@@ -13,11 +13,11 @@ Plugins subclass ``Section`` for their config and its stage groups::
 from __future__ import annotations
 
 import difflib
-import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
@@ -90,7 +90,7 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def describe(model: type[BaseModel]) -> list[dict[str, Any]]:
+def describe(model: type[BaseModel], prefix: str = "") -> list[dict[str, Any]]:
     """The schema as rows (key, type, default, description, constraints) for ``plugins info``."""
     rows: list[dict[str, Any]] = []
 
@@ -112,7 +112,7 @@ def describe(model: type[BaseModel]) -> list[dict[str, Any]]:
                 }
             )
 
-    walk(model, model(), "")
+    walk(model, model(), prefix)
     return rows
 
 
@@ -179,7 +179,9 @@ def resolve(
         section = tree.pop(name, {})
         src = sources.get(name, "--set")
         if not isinstance(section, dict):
-            raise ConfigError(f"invalid value {section!r} for config key {name!r} in {src}: expected a table of {name} options")
+            raise ConfigError(
+                f"invalid value {section!r} for config key {name!r} in {src}: expected a table of {name} options"
+            )
         try:
             opt_values[name] = cls.model_validate(section)
         except ValidationError as exc:

@@ -102,3 +102,16 @@ def mlx_predict(ctx: Any, inputs: list[str]) -> Any:
     Returns: a list of dicts, one per input, that the CLI prints as a table (or JSON with
     ``--json``); ``None`` when ``ctx.plugin`` is not this plugin.
     """
+
+
+@hookspec
+def mlx_models() -> Any:
+    """Publish named model entry points, like the functions of a ``hubconf.py``. Optional.
+
+    Inputs: none. Returns: a dict ``{name: callable}``; each callable takes keyword arguments
+    (documented in its docstring, whose first line is its summary) and returns a ready model,
+    e.g. ``deeplabv3_mobilenet_v3_large(num_classes=21, weights=None)``. Names are global
+    across plugins. Like ``mlx_plugin`` it is called while listing, so define the callables in
+    a light module and import heavy libraries inside them. Every implementation's dict is
+    collected (this hook is not ``firstresult``); ``mlx_core.hub.load(name, **kwargs)`` calls one.
+    """

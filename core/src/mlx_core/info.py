@@ -65,6 +65,6 @@ class PluginInfo:
         if self.config is not None and not out:
             try:
                 self.config()
-            except Exception as exc:  # a config without defaults cannot be run with no arguments
+            except Exception as exc:  # noqa: BLE001 - a config without defaults cannot be run with no arguments
                 out.append(f"config {self.config.__name__} has no valid defaults: {exc}".splitlines()[0])
         return out

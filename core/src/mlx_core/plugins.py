@@ -115,7 +115,7 @@ class Registry:
                 continue
             try:
                 module = ep.load()
-            except BaseException as exc:  # noqa: BLE001 - a plugin's import may raise anything
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 self._fail(rec, f"import failed: {type(exc).__name__}: {exc}")

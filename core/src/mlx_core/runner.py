@@ -12,7 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
-from . import __version__, config as cfgmod
+from . import __version__
+from . import config as cfgmod
 from .context import RunContext, make_progress
 from .errors import DeviceError, MlxError, PluginError, RunError, UsageError
 from .hardware import has_cuda
@@ -123,8 +124,11 @@ def run(
                 manifest=manifest, resumed=earlier is not None, profile=profile,
                 option_values=options, console=console, progress_bar=bar,
             )  # fmt: skip
-            for name in todo:
+            overall = bar.add_task(f"{plugin}: {stage}", total=len(todo))
+            for i, name in enumerate(todo, start=1):
+                bar.update(overall, description=f"{plugin}: stage {i}/{len(todo)} {name}")
                 _run_one(registry, rec, ctx, name, outputs)
+                bar.advance(overall)
         manifest.data["status"] = "completed"
         manifest.save()
     return manifest
@@ -147,7 +151,9 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
         with prof:
             result = call_stage(registry, name, ctx=ctx, data=outputs["data"], model=outputs["model"])
         if result is None:
-            raise PluginError(f"plugin {rec.name!r} declares stage {name!r} but its mlx_{name} returned nothing for its own run")
+            raise PluginError(
+                f"plugin {rec.name!r} declares stage {name!r} but its mlx_{name} returned nothing for its own run"
+            )
         if name in ("data", "model"):
             outputs[name] = result
         elif name == "train":
@@ -165,7 +171,9 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
     finally:
         manifest.data["status"] = status if status != "completed" else "running"
         manifest.data.setdefault("versions", {}).update(loaded_versions())
-        manifest.update_stage(name, status=status, finished=now_iso(), duration_s=round(time.perf_counter() - t0, 3), error=error)
+        manifest.update_stage(
+            name, status=status, finished=now_iso(), duration_s=round(time.perf_counter() - t0, 3), error=error
+        )
         if ctx.profile and trace.exists():
             manifest.add_artifact(name, trace, kind="profile")
 
@@ -212,9 +220,9 @@ def predict(
 
 def doctor(registry: Registry) -> dict[str, Any]:
     """Facts about this machine and every plugin: what can run here, and why not."""
-    from .hardware import gpu_names
-
     import importlib.metadata as md
+
+    from .hardware import gpu_names
 
     libs = {}
     for dist in ("torch", "torchvision", "torchrec", "fbgemm-gpu", "fbgemm-gpu-cpu", "paddlepaddle", "paddlepaddle-gpu",

@@ -132,7 +132,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             except (OSError, ValueError):
                 holder = 0
             if holder and _pid_alive(holder):
-                raise RunError(f"run directory {run_dir} is in use by another run (pid {holder}); wait for it or remove {lock}") from None
+                raise RunError(
+                    f"run directory {run_dir} is in use by another run (pid {holder}); wait for it or remove {lock}"
+                ) from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as fh:
@@ -266,6 +268,6 @@ def _jsonable(value: Any) -> Any:
     if callable(item):
         try:
             return item()
-        except Exception:
+        except Exception:  # noqa: BLE001 - .item() of arbitrary objects
             pass
     return str(value)

@@ -67,15 +67,24 @@ def check_config_defaults(name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
     """Run ``mlx ARGS`` in a subprocess with this interpreter; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mlx_core", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [sys.executable, "-m", "mlx_core", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
-def run_stage(name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str) -> Manifest:
+def run_stage(
+    name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str
+) -> Manifest:
     """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest."""
     args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", "cpu"]
     for o in overrides:
@@ -110,6 +119,31 @@ def check_answers_only_own_runs(name: str) -> None:
             assert impl.function(**kwargs) is None, f"mlx_{stage} answered for another plugin's run"
 
 
+HEAVY_LIBRARIES = ("torch", "torchvision", "torchrec", "fbgemm_gpu", "paddle", "transformers", "datasets",
+                   "tensorflow", "jax", "executorch", "onnxruntime", "bitsandbytes", "torchmultimodal")  # fmt: skip
+
+_HEAVY_SNIPPET = """
+import json, sys
+from mlx_core.cli import app
+try:
+    app({argv!r}, standalone_mode=False)
+finally:
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+    print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
+"""
+
+
+def heavy_imports(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """Heavy modules (torch, paddle, transformers, ...) imported by ``mlx ARGV`` in a fresh interpreter."""
+    code = _HEAVY_SNIPPET.format(argv=list(argv), heavy=set(HEAVY_LIBRARIES))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("HEAVY="))
+    return json.loads(line[len("HEAVY=") :])
+
+
 class PluginConformance:
     """Base class of conformance checks; set ``plugin`` (and ``overrides`` for small runs)."""
 
@@ -132,6 +166,9 @@ class PluginConformance:
         assert proc.returncode == 0, proc.stderr
         rows = {r["name"]: r for r in json.loads(proc.stdout)}
         assert rows[self.plugin]["status"] == "ok", rows[self.plugin]
+
+    def test_listing_imports_no_heavy_library(self) -> None:
+        assert heavy_imports("plugins", "list", env={"MLX_LOAD_PLUGINS": self.plugin}) == []
 
     def test_data_stage_runs(self, tmp_path: Path) -> None:
         if not self.run_data_stage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import time
 from typing import Literal
 
 from pydantic import Field
@@ -29,15 +30,16 @@ class DataConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(200, ge=1, le=100_000, description="full-batch gradient steps")
     lr: float = Field(0.1, gt=0, description="learning rate")
+    step_delay: float = Field(0.0, ge=0, le=5, description="seconds to sleep per step (interrupt tests)")
 
 
 class ExportConfig(Section):
-    format: Literal["json"] = "json"
+    format: Literal["json"] = Field("json", description="export format")
     fail_parity: bool = Field(False, description="test switch: make the export check fail")
 
 
 class LinregConfig(Section):
-    seed: int = 0
+    seed: int = Field(0, description="random seed for data generation")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -45,7 +47,9 @@ class LinregConfig(Section):
 
 @hookimpl
 def mlx_plugin():
-    return PluginInfo(name=NAME, summary="least-squares line fit (core test plugin)", config=LinregConfig, profiler="none")
+    return PluginInfo(
+        name=NAME, summary="least-squares line fit (core test plugin)", config=LinregConfig, profiler="none"
+    )
 
 
 def _read(path):
@@ -76,7 +80,10 @@ def mlx_data(ctx):
         rows = _read(path)
     else:
         rng = random.Random(ctx.seed)
-        rows = [(x, cfg.slope * x + cfg.intercept + rng.gauss(0, cfg.noise)) for x in (rng.uniform(-1, 1) for _ in range(cfg.n))]
+        rows = [
+            (x, cfg.slope * x + cfg.intercept + rng.gauss(0, cfg.noise))
+            for x in (rng.uniform(-1, 1) for _ in range(cfg.n))
+        ]
         with ctx.atomic_path("data", "points.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["x", "y"])
@@ -104,12 +111,26 @@ def mlx_train(ctx, data, model):
         return None
     rows, cfg = data["train"], ctx.config.train
     n = len(rows)
-    with ctx.progress("gradient descent", total=cfg.epochs) as advance:
-        for step in range(cfg.epochs):
-            gw = sum(2 * (model["w"] * x + model["b"] - y) * x for x, y in rows) / n
-            gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
-            model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
-            advance(1)
+    ckpt = ctx.path("checkpoints", "last.json")
+    start = 0
+    if ctx.resumed and ckpt.exists():
+        state = json.loads(ckpt.read_text())
+        model, start = state["model"], state["step"]
+        ctx.log(f"resuming from step {start}")
+    try:
+        with ctx.progress("gradient descent", total=cfg.epochs) as advance:
+            advance(start)
+            for step in range(start, cfg.epochs):
+                gw = sum(2 * (model["w"] * x + model["b"] - y) * x for x, y in rows) / n
+                gb = sum(2 * (model["w"] * x + model["b"] - y) for x, y in rows) / n
+                model = {"w": model["w"] - cfg.lr * gw, "b": model["b"] - cfg.lr * gb}
+                atomic_write_json(ckpt, {"model": model, "step": step + 1})
+                advance(1)
+                if cfg.step_delay:
+                    time.sleep(cfg.step_delay)
+    except KeyboardInterrupt:
+        ctx.note(f"training interrupted; the last checkpoint is {ckpt}")
+        raise
     ctx.log_metrics({"val_mse": _mse(model, data["val"]), "w": model["w"], "b": model["b"]})
     ctx.record("trained", True)
     return model
@@ -143,3 +164,16 @@ def mlx_predict(ctx, inputs):
             raise DataError(f"input {text!r} is not a number") from None
         out.append({"x": x, "y": model["w"] * x + model["b"]})
     return out
+
+
+def line(slope: float = 1.0, intercept: float = 0.0):
+    """A fixed line y = slope * x + intercept, as the dict the linreg stages use.
+
+    slope: the line's slope. intercept: its value at x = 0.
+    """
+    return {"w": float(slope), "b": float(intercept)}
+
+
+@hookimpl
+def mlx_models():
+    return {"linreg_line": line}

@@ -5,4 +5,6 @@ from mlx_core import PluginInfo, hookimpl
 
 @hookimpl
 def mlx_plugin():
-    return PluginInfo(name="needs_lib", summary="needs a missing library", stages=(), requires=("mlx_no_such_library_xyz",))
+    return PluginInfo(
+        name="needs_lib", summary="needs a missing library", stages=(), requires=("mlx_no_such_library_xyz",)
+    )

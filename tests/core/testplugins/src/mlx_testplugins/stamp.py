@@ -14,7 +14,9 @@ class StampOptions(Section):
 
 @hookimpl
 def mlx_plugin():
-    return PluginInfo(name="stamp", summary="adds a stamp to any export (core test wrapper)", stages=(), options=StampOptions)
+    return PluginInfo(
+        name="stamp", summary="adds a stamp to any export (core test wrapper)", stages=(), options=StampOptions
+    )
 
 
 @hookimpl(wrapper=True)

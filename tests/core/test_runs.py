@@ -1,0 +1,173 @@
+"""Run directories and the manifest, through real `mlx run` invocations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlx_core.runs import LOCK, Manifest, atomic_path, atomic_write_json, new_run_dir, sha256
+
+from conftest import manifest, one_line_error
+
+
+def test_run_writes_complete_manifest(linreg_run: Path):
+    m = manifest(linreg_run)
+    assert linreg_run.parent.name == "linreg"
+    assert m["plugin"] == "linreg" and m["status"] == "completed" and m["device"] == "cpu"
+    for stage in ("data", "model", "train", "export"):
+        rec = m["stages"][stage]
+        assert rec["status"] == "completed" and rec["duration_s"] >= 0 and rec["error"] is None
+    assert m["versions"]["mlx-core"] and m["versions"]["mlx-testplugins"] == "0.3.0" and m["versions"]["python"]
+    assert m["config"]["train"]["epochs"] == 50 and m["config"]["seed"] == 0  # full resolved config
+    assert m["records"]["trained"] is True
+    assert abs(m["metrics"]["w"] - 3.0) < 0.3  # it really learned the slope
+    arts = {a["path"]: a for a in m["artifacts"]}
+    for rel in ("data/points.csv", "export/model.json"):
+        assert arts[rel]["size"] == (linreg_run / rel).stat().st_size
+        assert arts[rel]["sha256"] == sha256(linreg_run / rel)
+    assert not list(linreg_run.rglob("*.tmp")), "no temporary files may be left behind"
+    assert not (linreg_run / LOCK).exists()
+
+
+def test_untrained_model_is_recorded(mlx, runs):
+    proc = mlx("run", "linreg", "model", "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    m = manifest(Path(proc.stdout.strip().splitlines()[-1]))
+    assert m["records"]["trained"] is False
+    assert m["stages"].get("train") is None  # stages after the target are not run
+
+
+def test_wrapper_adds_artifact_to_other_plugins_export(mlx, runs):
+    on = mlx(
+        "run",
+        "linreg",
+        "export",
+        "--runs-dir",
+        str(runs),
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "stamp.enabled=true",
+        "--set",
+        "stamp.text=hello",
+    )
+    assert on.returncode == 0, on.stderr
+    run_dir = Path(on.stdout.strip().splitlines()[-1])
+    assert (run_dir / "export" / "STAMP").read_text() == "hello linreg\n"
+    m = manifest(run_dir)
+    assert [a["kind"] for a in m["artifacts"] if a["stage"] == "export"] == ["model", "stamp"]
+    assert m["options"]["stamp"] == {"enabled": True, "text": "hello"}
+    off = mlx("run", "linreg", "export", "--runs-dir", str(runs), "--set", "train.epochs=3")
+    assert not (Path(off.stdout.strip().splitlines()[-1]) / "export" / "STAMP").exists()
+
+
+def test_wrapper_options_are_validated(mlx, runs):
+    line = one_line_error(mlx("run", "linreg", "data", "--runs-dir", str(runs), "--set", "stamp.enabeld=true"))
+    assert "'stamp.enabeld'" in line and "did you mean 'stamp.enabled'" in line
+
+
+def test_from_continues_in_same_directory_with_its_config(mlx, runs):
+    first = mlx("run", "linreg", "data", "--runs-dir", str(runs), "--set", "data.n=40", "--set", "seed=7")
+    run_dir = Path(first.stdout.strip().splitlines()[-1])
+    data_sha = sha256(run_dir / "data" / "points.csv")
+    second = mlx("run", "linreg", "export", "--from", str(run_dir), "--set", "train.epochs=20")
+    assert second.returncode == 0, second.stderr
+    assert Path(second.stdout.strip().splitlines()[-1]) == run_dir
+    m = manifest(run_dir)
+    assert m["config"]["data"]["n"] == 40 and m["config"]["seed"] == 7  # kept from the first run
+    assert m["config"]["train"]["epochs"] == 20  # overridden now
+    assert sha256(run_dir / "data" / "points.csv") == data_sha  # data reused, not regenerated
+    assert m["stages"]["export"]["status"] == "completed"
+    assert len(m["invocations"]) == 1
+    assert len(list((runs / "linreg").iterdir())) == 1
+
+
+def test_locked_run_directory_is_refused(mlx, linreg_run):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (linreg_run / LOCK).write_text(str(holder.pid))
+        line = one_line_error(mlx("run", "linreg", "export", "--from", str(linreg_run)))
+        assert "in use by another run" in line and str(holder.pid) in line
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its stale lock no longer blocks
+    proc = mlx("run", "linreg", "export", "--from", str(linreg_run))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_runs_started_together_get_distinct_directories(tmp_path):
+    dirs = {new_run_dir(tmp_path, "p") for _ in range(50)}
+    assert len(dirs) == 50
+    stamp = time.strftime("%Y%m%d-")
+    assert all(d.name.startswith(stamp) for d in dirs)
+
+
+def test_concurrent_cli_runs_do_not_share_directories(runs):
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlx_core",
+        "run",
+        "linreg",
+        "export",
+        "--runs-dir",
+        str(runs),
+        "--set",
+        "train.epochs=5",
+    ]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    dirs = {o[0].strip().splitlines()[-1] for o in outs}
+    assert len(dirs) == 3
+    for d in dirs:
+        assert manifest(Path(d))["status"] == "completed"
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "model.bin"
+    final.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(final) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert final.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [final]
+
+
+def test_manifest_is_valid_json_after_every_update(tmp_path):
+    m = Manifest.create(tmp_path, plugin="p")
+    for i in range(20):
+        m.log_metrics("train", {"loss": 1.0 / (i + 1)}, step=i)
+        json.loads((tmp_path / "run.json").read_text())
+    assert len(m.data["stages"]["train"]["history"]) == 20
+
+
+def test_atomic_write_json_roundtrip(tmp_path):
+    path = atomic_write_json(tmp_path / "a" / "b.json", {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}
+
+
+def test_predict_uses_exported_artifact(mlx, linreg_run):
+    proc = mlx("predict", "linreg", str(linreg_run), "0", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["x"] for r in rows] == [0.0, 1.0]
+    assert abs((rows[1]["y"] - rows[0]["y"]) - 3.0) < 0.3
+
+
+def test_ctx_path_refuses_escape(tmp_path):
+    from mlx_core import RunContext, RunError
+
+    ctx = RunContext(
+        plugin="p", stage="data", target="data", config=None, device="cpu", run_dir=tmp_path, manifest=None
+    )  # type: ignore[arg-type]
+    assert ctx.path("a", "b.txt") == (tmp_path / "a" / "b.txt").resolve()
+    with pytest.raises(RunError, match="escapes the run directory"):
+        ctx.path("..", "evil.txt")
