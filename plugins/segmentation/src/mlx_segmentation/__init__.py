@@ -70,3 +70,10 @@ def mlx_predict(ctx, inputs):
     from .predict import predict
 
     return predict(ctx, inputs)
+
+
+@hookimpl
+def mlx_models():
+    from .hub import MODELS
+
+    return dict(MODELS)

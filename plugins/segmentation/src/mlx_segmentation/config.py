@@ -47,6 +47,10 @@ class TrainConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="weight decay")
     poly_power: float = Field(0.9, ge=0, le=10, description="poly schedule: lr * (1 - step/total_steps) ** poly_power")
+    bn_momentum: float = Field(
+        0.1, gt=0, le=1, description="BatchNorm running-statistics momentum while training (torchvision's MobileNetV3 uses 0.01, "
+        "too slow for short runs from scratch: eval-mode statistics would still be those of the random init)"
+    )
     aux_weight: float = Field(0.5, ge=0, le=10, description="weight of the auxiliary loss when model.aux_loss is on")
     threads: int = Field(0, ge=0, le=512, description="torch CPU threads (0: torch's default)")
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="epoch checkpoints kept in checkpoints/ (oldest deleted)")

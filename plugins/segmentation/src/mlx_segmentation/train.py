@@ -134,6 +134,9 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     device = ctx.device
     torch.manual_seed(ctx.seed)
     model = model.to(device).to(memory_format=torch.channels_last)  # much faster mkldnn convs on CPU
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = cfg.bn_momentum
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -189,9 +192,10 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if not torch.isfinite(loss):
-                    raise DataError(f"training diverged at epoch {epoch} (loss {float(loss)}); lower train.lr (now {cfg.lr})")
-                running += float(loss) * x.shape[0]
+                value = loss.item()
+                if not np.isfinite(value):
+                    raise DataError(f"training diverged at epoch {epoch} (loss {value}); lower train.lr (now {cfg.lr})")
+                running += value * x.shape[0]
                 seen += x.shape[0]
                 step += 1
                 advance(1)
