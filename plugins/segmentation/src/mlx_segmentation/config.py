@@ -40,7 +40,7 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(6, ge=0, le=10_000, description="passes over the training split (0: evaluate only)")
+    epochs: int = Field(10, ge=0, le=10_000, description="passes over the training split (0: evaluate only)")
     batch_size: int = Field(16, ge=2, le=1024, description="images per step (>= 2: the ASPP pooling branch needs batch norm statistics)")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
     lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the poly schedule")
