@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
-
 from mlx_segmentation.export import export_executorch, export_onnx, export_torchscript
 from mlx_segmentation.model import LogitsOnly, build
 from mlx_segmentation.runtimes import load
+from rich.console import Console
+from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 console = Console(stderr=True)
@@ -56,7 +55,16 @@ def bench_arch(arch: str, size: int, warmup: int, repeats: int, compile_modes: l
         console.print(f"[dim]{arch} {runtime} ...[/]")
         r = timed(fn, inp, warmup, repeats)
         diff = float(np.abs(out - ref).max()) if out is not None else 0.0
-        rows.append({"arch": arch, "runtime": runtime, **r, "size_bytes": size_bytes, "export_s": export_s, "max_abs_diff": diff})
+        rows.append(
+            {
+                "arch": arch,
+                "runtime": runtime,
+                **r,
+                "size_bytes": size_bytes,
+                "export_s": export_s,
+                "max_abs_diff": diff,
+            }
+        )
 
     def eager(inp):
         with torch.no_grad():
@@ -103,12 +111,17 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
 
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 3.8), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
+    for ax, arch in zip(axes[0], archs, strict=True):
         sub = [r for r in rows if r["arch"] == arch]
         names = [r["runtime"] for r in sub]
         vals = [r["median_ms"] for r in sub]
         bars = ax.barh(names, vals, color=["#888888" if n == "eager" else "#3b7dd8" for n in names])
-        ax.bar_label(bars, labels=[f"{v:.0f} ms ({r['vs_eager']:.2f}x)" for v, r in zip(vals, sub)], padding=3, fontsize=8)
+        ax.bar_label(
+            bars,
+            labels=[f"{v:.0f} ms ({r['vs_eager']:.2f}x)" for v, r in zip(vals, sub, strict=True)],
+            padding=3,
+            fontsize=8,
+        )
         ax.set_title(arch, fontsize=10)
         ax.set_xlabel("median latency per image (ms, lower is better)")
         ax.invert_yaxis()
@@ -126,7 +139,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--compile", default="", help="torch.compile modes to add, e.g. default,max-autotune (slow to compile)")
+    ap.add_argument(
+        "--compile", default="", help="torch.compile modes to add, e.g. default,max-autotune (slow to compile)"
+    )
     ap.add_argument("--out", default=str(RESULTS / "segmentation.json"))
     args = ap.parse_args()
     if args.threads:
@@ -151,12 +166,19 @@ def main() -> None:
     for arch in dict.fromkeys(r["arch"] for r in rows):
         exported = [r for r in rows if r["arch"] == arch and r["runtime"] != "eager"]
         b = min(exported, key=lambda r: r["median_ms"])
-        best[arch] = {"runtime": b["runtime"], "vs_eager": round(b["vs_eager"], 3), "goal_0.8x_met": b["vs_eager"] <= 0.8}
-        Console().print(f"{arch}: best {b['runtime']} at {b['vs_eager']:.2f}x eager (goal <= 0.8x: {'met' if b['vs_eager'] <= 0.8 else 'NOT met'})")
+        best[arch] = {
+            "runtime": b["runtime"],
+            "vs_eager": round(b["vs_eager"], 3),
+            "goal_0.8x_met": b["vs_eager"] <= 0.8,
+        }
+        Console().print(
+            f"{arch}: best {b['runtime']} at {b['vs_eager']:.2f}x eager (goal <= 0.8x: {'met' if b['vs_eager'] <= 0.8 else 'NOT met'})"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    import executorch  # noqa: F401
     import importlib.metadata as md
+
+    import executorch  # noqa: F401
 
     doc = {
         "benchmark": "segmentation",
@@ -164,14 +186,19 @@ def main() -> None:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "torch_threads": torch.get_num_threads(),
-        "host": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
-                 "note": "shared machine: other jobs ran at the same time, absolute timings are noisy"},  # fmt: skip
+        "host": {
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+            "note": "shared machine: other jobs ran at the same time, absolute timings are noisy",
+        },  # fmt: skip
         "versions": {d: md.version(d) for d in ("torch", "torchvision", "executorch", "onnxruntime", "onnx")},
         "rows": rows,
         "best_exported": best,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    chart(rows, out.with_suffix(".png"), f"CPU latency 1x3x{args.size}x{args.size} ({doc['host']['cpus']} shared cores)")
+    chart(
+        rows, out.with_suffix(".png"), f"CPU latency 1x3x{args.size}x{args.size} ({doc['host']['cpus']} shared cores)"
+    )
     Console().print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

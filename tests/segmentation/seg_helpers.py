@@ -28,7 +28,9 @@ def sets(*overrides: str) -> list[str]:
 
 def run(stage: str, runs: Path, *overrides: str, extra: tuple[str, ...] = ()):
     """``mlx run segmentation STAGE`` in a subprocess with the tiny config plus ``overrides``."""
-    return cli("run", "segmentation", stage, "--runs-dir", str(runs), "--device", DEVICE, *sets(*TINY, *overrides), *extra)
+    return cli(
+        "run", "segmentation", stage, "--runs-dir", str(runs), "--device", DEVICE, *sets(*TINY, *overrides), *extra
+    )
 
 
 def run_dir_of(proc) -> Path:

@@ -6,9 +6,9 @@ import json
 import subprocess
 import sys
 
-from mlx_core.testing import PluginConformance
-
 from seg_helpers import TINY
+
+from mlx_core.testing import PluginConformance
 
 
 class TestConformance(PluginConformance):
@@ -28,4 +28,9 @@ def test_import_and_describe_import_no_heavy_library():
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert out["name"] == "segmentation"
     assert out["heavy"] == []
-    assert out["models"] == ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet101", "deeplabv3_resnet50", "fcn_resnet50"]
+    assert out["models"] == [
+        "deeplabv3_mobilenet_v3_large",
+        "deeplabv3_resnet101",
+        "deeplabv3_resnet50",
+        "fcn_resnet50",
+    ]

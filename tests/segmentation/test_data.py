@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from mlx_core import DataError
 from mlx_segmentation.data import (
     IGNORE,
     VOC_CLASSES,
@@ -19,6 +16,9 @@ from mlx_segmentation.data import (
     train_transform,
     voc_palette,
 )
+from PIL import Image
+
+from mlx_core import DataError
 
 
 def test_generated_folder_has_the_voc_layout(voc_root):

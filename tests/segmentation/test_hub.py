@@ -39,7 +39,6 @@ def test_core_hub_finds_the_models_with_docs():
 
 def test_hub_model_loads_a_local_checkpoint(tmp_path):
     import torch
-
     from mlx_segmentation.hub import deeplabv3_mobilenet_v3_large
 
     a = deeplabv3_mobilenet_v3_large(num_classes=4)

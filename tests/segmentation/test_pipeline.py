@@ -45,7 +45,6 @@ def test_export_writes_every_format_with_parity_recorded(exported_run):
 def test_exported_runtimes_agree_with_eager_on_a_new_image(exported_run):
     """Reload each artifact with its own runtime and compare with the eager model from the checkpoint."""
     import torch
-
     from mlx_segmentation.data import eval_transform, load_image
     from mlx_segmentation.model import LogitsOnly, build
     from mlx_segmentation.runtimes import load
@@ -91,7 +90,7 @@ def test_predict_writes_mask_and_overlay_pngs(exported_run, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows = json.loads(proc.stdout)
         assert [r["format"] for r in rows] == [fmt, fmt]
-        for row, size in zip(rows, [Image.open(sample).size, (45, 30)]):
+        for row, size in zip(rows, [Image.open(sample).size, (45, 30)], strict=True):
             overlay, mask = Image.open(row["overlay"]), Image.open(row["mask"])
             assert overlay.format == "PNG" and overlay.size == size
             assert mask.mode == "P" and mask.size == size

@@ -19,9 +19,13 @@ class DataConfig(Section):
         description="a Pascal VOC-format folder (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/); "
         "none: generate a sample dataset in that layout inside the run",
     )
-    train_split: str = Field("train", min_length=1, description="split file (ImageSets/Segmentation/NAME.txt) to train on")
+    train_split: str = Field(
+        "train", min_length=1, description="split file (ImageSets/Segmentation/NAME.txt) to train on"
+    )
     val_split: str = Field("val", min_length=1, description="split file to evaluate on each epoch")
-    image_size: int = Field(128, ge=32, le=1024, description="square side in pixels the model sees (train crops, eval/export input)")
+    image_size: int = Field(
+        128, ge=32, le=1024, description="square side in pixels the model sees (train crops, eval/export input)"
+    )
     scale_min: float = Field(0.75, gt=0, le=4, description="smallest random rescale factor for training crops")
     scale_max: float = Field(1.25, gt=0, le=4, description="largest random rescale factor for training crops")
     hflip: bool = Field(True, description="random horizontal flips for training")
@@ -34,34 +38,48 @@ class ModelConfig(Section):
     arch: Arch = Field("deeplabv3_mobilenet_v3_large", description="torchvision segmentation architecture")
     num_classes: int = Field(21, ge=2, le=1000, description="output classes (21 = background + the 20 VOC classes)")
     weights: str | None = Field(
-        None, description="a local torchvision checkpoint (.pth state dict) to start from; none: random init (untrained)"
+        None,
+        description="a local torchvision checkpoint (.pth state dict) to start from; none: random init (untrained)",
     )
-    aux_loss: bool = Field(False, description="add torchvision's auxiliary classifier head (trained with weight train.aux_weight)")
+    aux_loss: bool = Field(
+        False, description="add torchvision's auxiliary classifier head (trained with weight train.aux_weight)"
+    )
 
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=0, le=10_000, description="passes over the training split (0: evaluate only)")
-    batch_size: int = Field(16, ge=2, le=1024, description="images per step (>= 2: the ASPP pooling branch needs batch norm statistics)")
+    batch_size: int = Field(
+        16, ge=2, le=1024, description="images per step (>= 2: the ASPP pooling branch needs batch norm statistics)"
+    )
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
     lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the poly schedule")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="weight decay")
     poly_power: float = Field(0.9, ge=0, le=10, description="poly schedule: lr * (1 - step/total_steps) ** poly_power")
     bn_momentum: float = Field(
-        0.1, gt=0, le=1, description="BatchNorm running-statistics momentum while training (torchvision's MobileNetV3 uses 0.01, "
-        "too slow for short runs from scratch: eval-mode statistics would still be those of the random init)"
+        0.1,
+        gt=0,
+        le=1,
+        description="BatchNorm running-statistics momentum while training (torchvision's MobileNetV3 uses 0.01, "
+        "too slow for short runs from scratch: eval-mode statistics would still be those of the random init)",
     )
     aux_weight: float = Field(0.5, ge=0, le=10, description="weight of the auxiliary loss when model.aux_loss is on")
     threads: int = Field(0, ge=0, le=512, description="torch CPU threads (0: torch's default)")
-    keep_checkpoints: int = Field(2, ge=1, le=1000, description="epoch checkpoints kept in checkpoints/ (oldest deleted)")
+    keep_checkpoints: int = Field(
+        2, ge=1, le=1000, description="epoch checkpoints kept in checkpoints/ (oldest deleted)"
+    )
 
 
 class ExportConfig(Section):
     formats: list[Format] = Field(
-        default_factory=lambda: list(FORMATS), min_length=1, description="artifacts to write: executorch (.pte), torchscript (.pt), onnx (.onnx)"
+        default_factory=lambda: list(FORMATS),
+        min_length=1,
+        description="artifacts to write: executorch (.pte), torchscript (.pt), onnx (.onnx)",
     )
     max_abs_diff: float = Field(1e-3, ge=0, description="parity: largest allowed |exported - eager| logit difference")
-    min_agreement: float = Field(0.999, ge=0, le=1, description="parity: smallest allowed fraction of pixels with the same argmax class")
+    min_agreement: float = Field(
+        0.999, ge=0, le=1, description="parity: smallest allowed fraction of pixels with the same argmax class"
+    )
     opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
 
     @field_validator("formats")

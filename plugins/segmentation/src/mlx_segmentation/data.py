@@ -74,7 +74,9 @@ def load_mask(path: Path, num_classes: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L"):
-                raise DataError(f"mask {path} has mode {im.mode}; expected a palette (P) or grayscale (L) PNG of class ids")
+                raise DataError(
+                    f"mask {path} has mode {im.mode}; expected a palette (P) or grayscale (L) PNG of class ids"
+                )
             arr = np.array(im)
     except FileNotFoundError:
         raise DataError(f"mask {path} does not exist") from None
@@ -182,7 +184,9 @@ class VOCSegmentation:
         image = load_image(s.image)
         mask = load_mask(s.mask, self.num_classes)
         if image.size != (mask.shape[1], mask.shape[0]):
-            raise DataError(f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} but image {s.image} is {image.width}x{image.height}")
+            raise DataError(
+                f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} but image {s.image} is {image.width}x{image.height}"
+            )
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             return train_transform(image, mask, self.size, rng, self.scale, self.hflip)
@@ -364,4 +368,6 @@ def build_data(ctx) -> SegData:
     if generated:
         ctx.add_artifact(root / "ImageSets" / "Segmentation" / "train.txt", kind="dataset", images=len(train))
         ctx.add_artifact(root / "ImageSets" / "Segmentation" / "val.txt", kind="dataset", images=len(val))
-    return SegData(root=root, train=train, val=val, num_classes=num_classes, classes=class_names(num_classes), generated=generated)
+    return SegData(
+        root=root, train=train, val=val, num_classes=num_classes, classes=class_names(num_classes), generated=generated
+    )

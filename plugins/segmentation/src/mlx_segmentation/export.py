@@ -118,8 +118,14 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
                 f"{RUNTIME[fmt]} {latency:.1f} ms/image")  # fmt: skip
 
     info = {
-        "input": {"name": "input", "shape": list(x.shape), "dtype": "float32", "layout": "NCHW, RGB",
-                  "normalize": {"mean": list(MEAN), "std": list(STD)}, "resize": f"{size}x{size} bilinear"},  # fmt: skip
+        "input": {
+            "name": "input",
+            "shape": list(x.shape),
+            "dtype": "float32",
+            "layout": "NCHW, RGB",
+            "normalize": {"mean": list(MEAN), "std": list(STD)},
+            "resize": f"{size}x{size} bilinear",
+        },  # fmt: skip
         "output": {"name": "logits", "shape": list(reference.shape), "argmax_axis": 1},
         "arch": ctx.config.model.arch,
         "classes": data.classes,
@@ -137,7 +143,9 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
     with ctx.atomic_path("export", "sample_overlay.png") as tmp:
         overlay(image, mask, ctx.config.predict.alpha).save(tmp, format="PNG")
     ctx.add_artifact(ctx.path("export", "sample_mask.png"), kind="mask", computed_by=shown, image=str(sample.image))
-    ctx.add_artifact(ctx.path("export", "sample_overlay.png"), kind="overlay", computed_by=shown, image=str(sample.image))
+    ctx.add_artifact(
+        ctx.path("export", "sample_overlay.png"), kind="overlay", computed_by=shown, image=str(sample.image)
+    )
     ctx.record("export_parity", json.loads(json.dumps(info["parity"])))
     ctx.record("eager_sample_classes", sorted(int(c) for c in np.unique(eager_mask)))
     check(results, cfg.max_abs_diff, cfg.min_agreement)

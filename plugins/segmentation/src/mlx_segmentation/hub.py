@@ -18,7 +18,9 @@ def _make(arch: str, num_classes: int, weights: str | None, aux_loss: bool, eval
     return model.eval() if eval_mode else model
 
 
-def deeplabv3_mobilenet_v3_large(num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True):
+def deeplabv3_mobilenet_v3_large(
+    num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True
+):
     """DeepLabV3 with a MobileNetV3-Large backbone (torchvision), the mobile-friendly default.
 
     num_classes: output channels (21 = background + the 20 VOC classes).
@@ -29,7 +31,9 @@ def deeplabv3_mobilenet_v3_large(num_classes: int = 21, weights: str | None = No
     return _make("deeplabv3_mobilenet_v3_large", num_classes, weights, aux_loss, eval_mode)
 
 
-def deeplabv3_resnet50(num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True):
+def deeplabv3_resnet50(
+    num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True
+):
     """DeepLabV3 with a ResNet-50 backbone (torchvision).
 
     num_classes: output channels (21 = VOC). weights: local .pth state dict path, or None for
@@ -38,7 +42,9 @@ def deeplabv3_resnet50(num_classes: int = 21, weights: str | None = None, aux_lo
     return _make("deeplabv3_resnet50", num_classes, weights, aux_loss, eval_mode)
 
 
-def deeplabv3_resnet101(num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True):
+def deeplabv3_resnet101(
+    num_classes: int = 21, weights: str | None = None, aux_loss: bool = False, eval_mode: bool = True
+):
     """DeepLabV3 with a ResNet-101 backbone (torchvision).
 
     num_classes: output channels (21 = VOC). weights: local .pth state dict path, or None for

@@ -43,7 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(f"model.weights {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways (pickle, zip, RuntimeError); all mean "not a checkpoint"
         raise DataError(f"model.weights {path} is not a readable torch checkpoint ({type(exc).__name__})") from None
     # torchvision's reference scripts save {"model": state_dict, "optimizer": ..., ...}
     for key in ("model", "state_dict"):
@@ -64,14 +64,20 @@ def load_weights(model: nn.Module, path: str | Path, arch: str) -> None:
         state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected:
         raise DataError(
             f"model.weights {path} does not fit {arch}: {len(missing)} missing keys ({_short(missing)}); "
             f"{len(unexpected)} unexpected keys ({_short(unexpected)})"
         )
     if mismatched:
-        raise DataError(f"model.weights {path} does not fit {arch}: shape mismatches in {_short(mismatched, 3)} (check model.num_classes)")
+        raise DataError(
+            f"model.weights {path} does not fit {arch}: shape mismatches in {_short(mismatched, 3)} (check model.num_classes)"
+        )
     model.load_state_dict(state)
 
 
@@ -90,7 +96,9 @@ def build_model(ctx, data) -> nn.Module:
         ctx.record("weights", str(cfg.weights))
     else:
         ctx.record("trained", False)
-        ctx.note(f"{cfg.arch} starts from random init (no pretrained weights are downloaded); its metrics are from training from scratch")
+        ctx.note(
+            f"{cfg.arch} starts from random init (no pretrained weights are downloaded); its metrics are from training from scratch"
+        )
     n = count_parameters(model)
     ctx.record("model", {"arch": cfg.arch, "num_classes": cfg.num_classes, "aux_loss": cfg.aux_loss, "parameters": n})
     ctx.log(f"[model] {cfg.arch}: {n / 1e6:.2f}M parameters, {cfg.num_classes} classes")

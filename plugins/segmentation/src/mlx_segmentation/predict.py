@@ -41,7 +41,9 @@ def segment(runner, image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarr
 
 def summary(mask: np.ndarray, names: list[str]) -> str:
     ids, counts = np.unique(mask, return_counts=True)
-    parts = [(c / mask.size, names[i] if i < len(names) else str(i)) for i, c in zip(ids, counts) if i != 0]
+    parts = [
+        (c / mask.size, names[i] if i < len(names) else str(i)) for i, c in zip(ids, counts, strict=True) if i != 0
+    ]
     return ", ".join(f"{n} {f:.0%}" for f, n in sorted(parts, reverse=True)) or "background only"
 
 

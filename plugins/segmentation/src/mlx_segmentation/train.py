@@ -38,7 +38,7 @@ def scores(conf: torch.Tensor) -> dict[str, Any]:
     return {
         "miou": float(iou[present].mean()) if present.any() else 0.0,
         "pixel_acc": float(tp.sum() / conf.sum().clamp(min=1)),
-        "iou": [None if not p else round(float(v), 4) for v, p in zip(iou, present)],
+        "iou": [None if not p else round(float(v), 4) for v, p in zip(iou, present, strict=True)],
     }
 
 
@@ -93,7 +93,7 @@ def save_checkpoint(ctx: RunContext, state: dict[str, Any], epoch: int, keep: in
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways (pickle, zip, RuntimeError); all mean "not a checkpoint"
         raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
 
@@ -108,7 +108,7 @@ def plot_curve(history: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     tr = [(h["epoch"], h["train_loss"]) for h in history if h.get("train_loss") is not None]
     if tr:
-        a1.plot(*zip(*tr), "o-", label="train loss")
+        a1.plot(*zip(*tr, strict=True), "o-", label="train loss")
     a1.plot(ep, [h["val_loss"] for h in history], "s-", label="val loss")
     a1.set_xlabel("epoch")
     a1.set_ylabel("cross-entropy")
@@ -160,7 +160,9 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise DataError(f"checkpoint {path} does not fit this run's model/optimizer: {str(exc).splitlines()[0][:200]}") from None
+            raise DataError(
+                f"checkpoint {path} does not fit this run's model/optimizer: {str(exc).splitlines()[0][:200]}"
+            ) from None
         history, step, start = list(state["history"]), int(state["step"]), last_epoch + 1
         torch.set_rng_state(state["rng"])
         ctx.log(f"resuming from {path.relative_to(ctx.run_dir)} (epoch {last_epoch} of {cfg.epochs})")
@@ -173,7 +175,9 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     initial = history[0]
     trained = ctx.manifest.data.get("records", {}).get("trained", False)
     init_name = "initial" if trained else "untrained"
-    ctx.log_metrics({f"{init_name}_val_miou": initial["val_miou"], f"{init_name}_val_pixel_acc": initial["val_pixel_acc"]}, step=0)
+    ctx.log_metrics(
+        {f"{init_name}_val_miou": initial["val_miou"], f"{init_name}_val_pixel_acc": initial["val_pixel_acc"]}, step=0
+    )
 
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -211,7 +215,7 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     last = history[-1]
     if ev is None:  # resumed after the last epoch: nothing was evaluated in this invocation
         ev = evaluate(model, data.val, data.num_classes, device, cfg.batch_size)
-    ctx.record("val_iou_per_class", {name: v for name, v in zip(data.classes, ev["iou"]) if v is not None})
+    ctx.record("val_iou_per_class", {name: v for name, v in zip(data.classes, ev["iou"], strict=True) if v is not None})
     ctx.log_metrics({"val_miou": last["val_miou"], "val_pixel_acc": last["val_pixel_acc"], "epochs": last["epoch"]})
     if last["epoch"] > 0:
         ctx.record("trained", True)
