@@ -97,8 +97,12 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
     for fmt in cfg.formats:
         name = artifact_name(fmt)
         t0 = time.perf_counter()
-        with ctx.progress(f"export {fmt}", total=None), ctx.atomic_path("export", name) as tmp:
-            EXPORTERS[fmt](net, x, tmp, cfg)
+        try:
+            with ctx.progress(f"export {fmt}", total=None), ctx.atomic_path("export", name) as tmp:
+                EXPORTERS[fmt](net, x, tmp, cfg)
+        except (ImportError, RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise StageFailed(f"{fmt} export failed: {type(exc).__name__}: {first}") from exc
         seconds = time.perf_counter() - t0
         path = ctx.path("export", name)
         runner = load(fmt, path)
