@@ -172,7 +172,7 @@ def main() -> None:
             f"{r['size_bytes'] / 1e6:.1f}" if r["size_bytes"] else "-", f"{r['export_s']:.1f}" if r["export_s"] else "-",
             f"{r['max_abs_diff']:.1e}",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=140).print(table)
     best = {}
     for arch in dict.fromkeys(r["arch"] for r in rows):
         exported = [r for r in rows if r["arch"] == arch and not r["runtime"].startswith("eager")]
