@@ -1,8 +1,10 @@
 """torch.hub entry points of this checkout: every model the plugins publish through ``mlx_models``.
 
     import torch
-    torch.hub.list("/path/to/checkout", source="local")
     model = torch.hub.load("/path/to/checkout", "deeplabv3_mobilenet_v3_large", source="local", num_classes=21)
+
+(``torch.hub.list`` and ``torch.hub.help`` take GitHub repositories only in torch 2.14; list the
+names with ``mlx models list`` or ``mlx_core.hub.entries()``.)
 
 Works from a plain checkout: the core and the plugins' sources are put on ``sys.path`` when
 they are not installed. Only plugins whose own libraries are importable contribute.

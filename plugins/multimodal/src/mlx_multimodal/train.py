@@ -120,11 +120,12 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
                "majority_baseline": data.majority_baseline,
                "elapsed_s": elapsed_before + time.perf_counter() - t0}  # fmt: skip
         history.append(row)
-        ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         with ctx.atomic_path(*CKPT) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                         "shuffle_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
                         "history": history}, tmp)  # fmt: skip
+        # logged after the checkpoint: a logged epoch is always one a resume starts after
+        ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         if cfg.max_minutes and row["elapsed_s"] >= cfg.max_minutes * 60 and epoch < cfg.epochs:
             ctx.note(f"stopped after epoch {epoch}: train.max_minutes={cfg.max_minutes} reached")
             break
