@@ -26,6 +26,7 @@ from mlx_core.testing import cli
 # the plugins' own TINY test configurations with more epochs. multimodal: a WordPiece budget
 # below what the questions need makes the `tokenizers` trainer break ties between merges in
 # hash order, so two fresh runs get different vocabularies; 400 leaves no merge to choose.
+# quant: its steps take ~15 ms, so 200 of them leave the kill seconds to land before the end.
 RESUME: dict[str, tuple[list[str], float]] = {
     "custom_ops": (
         ["data.image_size=32", "data.sample_classes=2", "data.sample_per_class=8", "data.sample_valid_per_class=4",
@@ -41,7 +42,7 @@ RESUME: dict[str, tuple[list[str], float]] = {
     ),
     "quant": (
         ["model.hidden_size=32", "model.ffn_dim=64", "model.layers=2", "data.documents=24", "data.seq_len=32",
-         "data.max_eval_windows=4", "export.latency_repeats=1", "train.steps=6", "train.checkpoint_every=2"],
+         "data.max_eval_windows=4", "export.latency_repeats=1", "train.steps=200", "train.checkpoint_every=5"],
         1e-6,
     ),
     "recsys": (

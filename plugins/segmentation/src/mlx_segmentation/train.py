@@ -175,9 +175,11 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     initial = history[0]
     trained = ctx.manifest.data.get("records", {}).get("trained", False)
     init_name = "initial" if trained else "untrained"
-    ctx.log_metrics(
-        {f"{init_name}_val_miou": initial["val_miou"], f"{init_name}_val_pixel_acc": initial["val_pixel_acc"]}, step=0
-    )
+    if not found:  # a resumed run logged its step 0 in the first invocation
+        ctx.log_metrics(
+            {f"{init_name}_val_miou": initial["val_miou"], f"{init_name}_val_pixel_acc": initial["val_pixel_acc"]},
+            step=0,
+        )
 
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -207,10 +209,12 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
         row = {"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": ev["loss"], "val_miou": ev["miou"],
                "val_pixel_acc": ev["pixel_acc"], "lr": lr, "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(row)
-        ctx.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr")}, step=epoch)
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(),
                  "epoch": epoch, "step": step, "history": history, "rng": torch.get_rng_state()}  # fmt: skip
         save_checkpoint(ctx, state, epoch, cfg.keep_checkpoints)
+        # logged once its checkpoint exists: a run killed in between resumes from the epoch before
+        # and logs this epoch again, never twice
+        ctx.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr")}, step=epoch)
 
     last = history[-1]
     if ev is None:  # resumed after the last epoch: nothing was evaluated in this invocation
