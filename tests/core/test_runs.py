@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mlx_core.runs import LOCK, Manifest, atomic_path, atomic_write, atomic_write_json, new_run_dir, sha256
+from mlx_core.runs import (
+    LOCK, Manifest, atomic_dir, atomic_path, atomic_write, atomic_write_json, new_run_dir, run_lock, sha256,
+    sweep_partial_files,
+)  # fmt: skip
 
 from conftest import manifest, one_line_error
 
@@ -87,18 +90,88 @@ def test_from_continues_in_same_directory_with_its_config(mlx, runs):
     assert len(list((runs / "linreg").iterdir())) == 1
 
 
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from mlx_core.runs import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_locked_run_directory_is_refused(mlx, linreg_run):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(linreg_run)], stdout=subprocess.PIPE, text=True)
     try:
-        (linreg_run / LOCK).write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "held"
         line = one_line_error(mlx("run", "linreg", "export", "--from", str(linreg_run)))
         assert "in use by another run" in line and str(holder.pid) in line
     finally:
-        holder.kill()
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays behind
         holder.wait()
-    # the holder is gone: its stale lock no longer blocks
+    assert (linreg_run / LOCK).exists()
+    # the kernel released the dead holder's lock: the file left behind no longer blocks
     proc = mlx("run", "linreg", "export", "--from", str(linreg_run))
     assert proc.returncode == 0, proc.stderr
+    assert not (linreg_run / LOCK).exists()
+
+
+def test_a_lock_file_with_a_live_pid_but_no_lock_does_not_block(tmp_path):
+    # what a crashed run on another machine (or a reused pid) leaves: the pid means nothing
+    (tmp_path / LOCK).write_text(str(__import__("os").getpid()))
+    with run_lock(tmp_path):
+        pass
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_nested_lock_in_another_process_is_refused(tmp_path):
+    with run_lock(tmp_path):
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys; from pathlib import Path; from mlx_core.runs import run_lock\n"
+             "with run_lock(Path(sys.argv[1])): pass", str(tmp_path)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    assert proc.returncode != 0 and "is in use by another run" in proc.stderr
+
+
+def test_from_removes_partial_files_an_interrupted_run_left(mlx, linreg_run):
+    # what a SIGKILL inside atomic_path / atomic_dir leaves behind
+    (linreg_run / "export" / ".model.json.a1B2c3d4.tmp").write_text('{"half": ')
+    (linreg_run / "export" / ".tokenizer.zz_9YY8x.tmp").mkdir()
+    keep = linreg_run / "export" / ".hidden-but-not-ours.tmp"
+    keep.write_text("user file")
+    proc = mlx("run", "linreg", "export", "--from", str(linreg_run))
+    assert proc.returncode == 0, proc.stderr
+    assert "removed 2 partial file(s)" in proc.stderr
+    assert sorted(p.name for p in (linreg_run / "export").iterdir() if p.name.endswith(".tmp")) == [keep.name]
+    last = manifest(linreg_run)["invocations"][-1]
+    assert sorted(last["removed_partial_files"]) == ["export/.model.json.a1B2c3d4.tmp", "export/.tokenizer.zz_9YY8x.tmp"]
+
+
+def test_sweep_finds_what_atomic_writers_leave(tmp_path):
+    # the names the real writers use, interrupted mid-write
+    open_writers = [atomic_path(tmp_path / "sub" / "weights.pt"), atomic_dir(tmp_path / "sub" / "tokenizer")]
+    left = [cm.__enter__() for cm in open_writers]  # never exited: as if the process died here
+    assert all(p.exists() for p in left)
+    assert sweep_partial_files(tmp_path) == sorted(left)
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_atomic_dir_replaces_a_folder_only_when_complete(tmp_path):
+    final = tmp_path / "tok"
+    with atomic_dir(final) as tmp:
+        (tmp / "vocab.txt").write_text("a\n")
+    assert (final / "vocab.txt").read_text() == "a\n"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "vocab.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert (final / "vocab.txt").read_text() == "a\n"  # the old folder is untouched
+    with atomic_dir(final) as tmp:
+        (tmp / "merges.txt").write_text("m")
+    assert sorted(p.name for p in final.iterdir()) == ["merges.txt"]  # replaced, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temp or old folder left
+    assert oct(final.stat().st_mode & 0o777) == oct(0o777 & ~_current_umask())
 
 
 def test_runs_started_together_get_distinct_directories(tmp_path):

@@ -8,7 +8,7 @@ from .config import Section
 from .errors import ConfigError, DataError, DeviceError, MlxError, PluginError, RunError, StageFailed, UsageError
 from .hookspecs import hookimpl, hookspec
 from .info import HARDWARE, STAGES, PluginInfo
-from .runs import atomic_path, atomic_write, atomic_write_json
+from .runs import atomic_dir, atomic_path, atomic_write, atomic_write_json
 
 try:
     __version__ = version("mlx-core")
@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 #: The plugin API version. Plugins declare the range they support in ``PluginInfo.core_api``.
 #: Bump the minor for additions (new hooks, new ctx helpers), the major for breaking changes.
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 
 def __getattr__(name: str):
@@ -32,5 +32,5 @@ def __getattr__(name: str):
 __all__ = [
     "API_VERSION", "HARDWARE", "STAGES", "ConfigError", "DataError", "DeviceError", "MlxError",
     "PluginError", "PluginInfo", "RunContext", "RunError", "Section", "StageFailed", "UsageError",
-    "__version__", "atomic_path", "atomic_write", "atomic_write_json", "hookimpl", "hookspec",
+    "__version__", "atomic_dir", "atomic_path", "atomic_write", "atomic_write_json", "hookimpl", "hookspec",
 ]  # fmt: skip

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .errors import RunError
-from .runs import Manifest, atomic_path
+from .runs import Manifest, atomic_dir, atomic_path
 
 T = TypeVar("T")
 log = logging.getLogger("mlx")
@@ -72,6 +72,11 @@ class RunContext:
     def atomic_path(self, *parts: str) -> contextlib.AbstractContextManager[Path]:
         """``with ctx.atomic_path("export", "model.onnx") as tmp:`` write to tmp; renamed on success."""
         return atomic_path(self.path(*parts))
+
+    def atomic_dir(self, *parts: str) -> contextlib.AbstractContextManager[Path]:
+        """``with ctx.atomic_dir("export", "tokenizer") as tmp:`` fill the folder tmp; it replaces
+        the final folder on success (API 1.1)."""
+        return atomic_dir(self.path(*parts))
 
     def options(self, plugin: str) -> BaseModel | None:
         """The options a user gave a cross-cutting plugin for this run (``--set quant.x=...``)."""

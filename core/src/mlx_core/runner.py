@@ -21,7 +21,7 @@ from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry
 from .profiling import profile_stage
-from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock
+from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
 
 
 def resolve_device(requested: str, rec: PluginRecord) -> str:
@@ -98,7 +98,16 @@ def run(
     with run_lock(run_dir):
         if earlier is not None:
             manifest = Manifest.load(run_dir)  # re-read under the lock
-            manifest.data.setdefault("invocations", []).append({"at": now_iso(), "command": command, "stage": stage})
+            invocation: dict[str, Any] = {"at": now_iso(), "command": command, "stage": stage}
+            # under the lock no live writer owns a temporary file: these are an interrupted run's
+            swept = [str(p.relative_to(run_dir)) for p in sweep_partial_files(run_dir)]
+            if swept:
+                invocation["removed_partial_files"] = swept
+                console.print(
+                    f"removed {len(swept)} partial file(s) an interrupted run left: {', '.join(swept)}",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+            manifest.data.setdefault("invocations", []).append(invocation)
         else:
             manifest = Manifest.create(
                 run_dir,

@@ -12,7 +12,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: fall back to an exclusive-create lock file
+    fcntl = None  # type: ignore[assignment]
 
 MANIFEST = "run.json"
 LOCK = ".lock"
@@ -46,6 +53,10 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+#: names of the temporary files and folders that atomic_path / atomic_dir write beside their target
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds.
@@ -54,6 +65,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
         with atomic_path(run_dir / "model.onnx") as tmp:
             torch.onnx.export(model, args, tmp)
+
+    The file is flushed to disk before the rename, so ``final`` is whole even after a power cut.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -66,10 +79,57 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
         if tmp.is_file():  # mkstemp makes files 0600; give the file the mode a plain open() would
             os.chmod(tmp, 0o666 & ~_UMASK)
+            _fsync(tmp)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``final``; it replaces ``final`` only if the block
+    succeeds (for writers that produce a folder: ``save_pretrained``, a dataset, a tokenizer).
+
+    An existing ``final`` is renamed aside, the new folder renamed in, then the old one removed:
+    a kill at any instant leaves either the old folder or the new one under the final name, except
+    between the two renames, where the old one waits under a temporary name."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes it 0700; the final folder should look like any other
+    old: Path | None = None
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def sweep_partial_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders an interrupted writer left in ``run_dir`` (call it
+    only while holding the run lock: then no live writer owns them). Returns what was removed."""
+    removed = []
+    for root, dirs, files in os.walk(run_dir):
+        for name in [d for d in dirs if TEMP_NAME.match(d)]:
+            shutil.rmtree(Path(root, name), ignore_errors=True)
+            dirs.remove(name)
+            removed.append(Path(root, name))
+        for name in files:
+            if TEMP_NAME.match(name):
+                Path(root, name).unlink(missing_ok=True)
+                removed.append(Path(root, name))
+    return sorted(removed)
 
 
 def atomic_write(final: str | os.PathLike, data: bytes | str) -> Path:
@@ -120,39 +180,54 @@ def new_run_dir(runs_dir: Path, plugin: str) -> Path:
     raise RunError(f"could not create a unique run directory under {base}")
 
 
-def _pid_alive(pid: int) -> bool:
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` for the duration of a run; refuse if another process holds it.
+
+    The lock is an ``flock`` on the file, so the kernel releases it when its holder dies (even by
+    SIGKILL): a lock file left behind by a dead run never blocks the next one. The file holds the
+    holder's pid, for the message."""
+    if fcntl is None:  # pragma: no cover
+        with _exclusive_create_lock(Path(run_dir) / LOCK, run_dir):
+            yield
+        return
+    lock = Path(run_dir) / LOCK
+    for _ in range(10):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunError(
+                f"run directory {run_dir} is in use by another run (pid {holder}); wait for it to finish"
+            ) from None
+        try:  # the holder before us may have removed the file we opened: then lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise RunError(f"could not lock run directory {run_dir}")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before the unlock, so a waiter never locks a removed file
+        os.close(fd)
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` for the duration of a run; refuse if a live process holds it."""
-    lock = Path(run_dir) / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and _pid_alive(holder):
-                raise RunError(
-                    f"run directory {run_dir} is in use by another run (pid {holder}); wait for it or remove {lock}"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:
-        raise RunError(f"could not lock run directory {run_dir}")
+def _exclusive_create_lock(lock: Path, run_dir: Path) -> Iterator[None]:  # pragma: no cover
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise RunError(f"run directory {run_dir} is in use by another run; if none is, remove {lock}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(os.getpid()))
     try:
         yield
     finally:
