@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from mlx_core.runs import (
-    LOCK, Manifest, atomic_dir, atomic_path, atomic_write, atomic_write_json, new_run_dir, run_lock, sha256,
+    LOCK,
+    Manifest,
+    atomic_dir,
+    atomic_path,
+    atomic_write,
+    atomic_write_json,
+    new_run_dir,
+    run_lock,
+    sha256,
     sweep_partial_files,
 )  # fmt: skip
 
@@ -145,7 +153,10 @@ def test_from_removes_partial_files_an_interrupted_run_left(mlx, linreg_run):
     assert "removed 2 partial file(s)" in proc.stderr
     assert sorted(p.name for p in (linreg_run / "export").iterdir() if p.name.endswith(".tmp")) == [keep.name]
     last = manifest(linreg_run)["invocations"][-1]
-    assert sorted(last["removed_partial_files"]) == ["export/.model.json.a1B2c3d4.tmp", "export/.tokenizer.zz_9YY8x.tmp"]
+    assert sorted(last["removed_partial_files"]) == [
+        "export/.model.json.a1B2c3d4.tmp",
+        "export/.tokenizer.zz_9YY8x.tmp",
+    ]
 
 
 def test_sweep_finds_what_atomic_writers_leave(tmp_path):
