@@ -58,7 +58,7 @@ class ExportConfig(Section):
 
 
 class CustomOpsConfig(Section):
-    seed: int = Field(0, description="random seed of data generation, init and shuffling")
+    seed: int = Field(0, ge=0, lt=2**63, description="random seed of data generation, init and shuffling")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

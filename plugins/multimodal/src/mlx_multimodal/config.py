@@ -80,7 +80,7 @@ class PredictConfig(Section):
 
 
 class MultimodalConfig(Section):
-    seed: int = Field(0, description="seed for data generation, splits, init and batching")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed for data generation, splits, init and batching")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

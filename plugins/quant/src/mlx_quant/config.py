@@ -112,7 +112,7 @@ class ExportConfig(Section):
 
 
 class QuantConfig(Section):
-    seed: int = Field(0, description="seed for the generated corpus, the generated model and LoRA init")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed for the generated corpus, the generated model and LoRA init")
     source: SourceConfig = Field(default_factory=SourceConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

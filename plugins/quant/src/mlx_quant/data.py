@@ -45,7 +45,9 @@ def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
     if path.suffix not in (".txt", ".jsonl"):
         raise DataError(f"data.path {path} has suffix {path.suffix!r}; expected .txt or .jsonl")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # only "\n" ends a line (after the universal-newline read): str.splitlines would also cut at
+        # U+2028, U+0085, form feeds..., which JSON strings and documents may hold
+        lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as exc:
         raise DataError(f"data.path {path} is not UTF-8 text (byte {exc.start})") from None
     docs: list[str] = []
@@ -59,10 +61,21 @@ def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{i}: not a JSON object ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # json's limits: 4300-digit integers, nesting depth
+            what = "nested too deeply" if isinstance(exc, RecursionError) else "holds an integer over 4300 digits"
+            raise DataError(f"{path}:{i}: a JSON object this reader cannot load ({what})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
             raise DataError(f"{path}:{i}: expected an object with a string field {text_field!r} (data.text_field)")
-        if obj[text_field].strip():
-            docs.append(obj[text_field].strip())
+        text = obj[text_field].strip()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a "\ud800" escape: valid JSON, but no text to tokenize
+            raise DataError(
+                f"{path}:{i}: field {text_field!r} holds an unpaired surrogate (\\u{ord(text[exc.start]):04x});"
+                " expected valid Unicode text"
+            ) from None
+        if text:
+            docs.append(text)
     if len(docs) < 2:
         raise DataError(
             f"data.path {path} holds {len(docs)} document(s); needs at least 2 (calibration and evaluation)"

@@ -131,7 +131,7 @@ class PredictConfig(Section):
 
 
 class RecsysConfig(Section):
-    seed: int = Field(0, description="seed of the generated data and the initialisation")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the generated data and the initialisation")
     data: DataConfig = Field(default_factory=DataConfig, description="data stage")
     model: ModelConfig = Field(default_factory=ModelConfig, description="model stage")
     train: TrainConfig = Field(default_factory=TrainConfig, description="train stage")

@@ -9,13 +9,14 @@ Each id is hashed into its table's rows (``id % num_embeddings``).
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlx_core import DataError
+from mlx_core import ConfigError, DataError
 
 from .config import N_CATEGORICAL, N_DENSE, RecsysConfig
 
@@ -86,7 +87,10 @@ def parse_line(line: str, schema: Schema) -> Example:
         except ValueError:
             raise BadLine("dense", f"integer column I{j + 1}: {cell!r} is not an integer") from None
         # the usual Criteo transform: log(1 + x), negative counts clipped to 0
-        dense.append(math.log1p(v) if v > 0 else 0.0)
+        try:
+            dense.append(math.log1p(v) if v > 0 else 0.0)
+        except OverflowError:  # over ~1.8e308: not a float, so no count
+            raise BadLine("dense", f"integer column I{j + 1}: {cell!r} is too large for a float") from None
     sparse = []
     for f, col, rows in zip(schema.features, schema.columns, schema.rows, strict=True):
         cell = parts[1 + N_DENSE + col].strip()
@@ -145,14 +149,20 @@ def read_tsv(
             yield ex
 
 
+def _period(val_fraction: float) -> int:
+    inv = 1 / val_fraction
+    # a subnormal val_fraction makes 1/val_fraction infinite: nothing is held out then
+    return max(2, round(inv)) if math.isfinite(inv) else sys.maxsize
+
+
 def is_val(index: int, val_fraction: float) -> bool:
     """Deterministic held-out split over good examples: every k-th is held out."""
-    k = max(2, round(1 / val_fraction))
+    k = _period(val_fraction)
     return index % k == k - 1
 
 
 def split_counts(n_good: int, val_fraction: float) -> tuple[int, int]:
-    k = max(2, round(1 / val_fraction))
+    k = _period(val_fraction)
     n_val = n_good // k
     return n_good - n_val, n_val
 
@@ -224,6 +234,8 @@ def generate_click_log(path: Path, n: int, users: int, products: int, categories
     """
     import numpy as np
 
+    if seed < 0:
+        raise ConfigError(f"seed {seed}: the generated click log needs a seed >= 0 (numpy's generator)")
     rng = np.random.default_rng(seed)
     k = 4
     u_vec = rng.normal(0, 1, (users, k))

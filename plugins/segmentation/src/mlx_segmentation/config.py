@@ -94,7 +94,7 @@ class PredictConfig(Section):
 
 
 class SegmentationConfig(Section):
-    seed: int = Field(0, description="seed for the sample data, initialisation and training order")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed for the sample data, initialisation and training order")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

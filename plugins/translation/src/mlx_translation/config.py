@@ -108,7 +108,7 @@ class PredictConfig(Section):
 
 
 class TranslationConfig(Section):
-    seed: int = Field(0, description="seed of the corpus, the split, the init and the trainer")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the corpus, the split, the init and the trainer")
     data: DataConfig = Field(default_factory=DataConfig, description="data stage")
     model: ModelConfig = Field(default_factory=ModelConfig, description="model stage")
     train: TrainConfig = Field(default_factory=TrainConfig, description="train stage")
