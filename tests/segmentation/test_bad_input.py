@@ -61,6 +61,15 @@ def test_split_id_without_image(voc, tmp_path):
     assert "ghost_0001" in err and "no image" in err
 
 
+def test_split_id_that_is_a_path_is_refused(voc, tmp_path):
+    # an image outside the data folder (here: one of its own, reached through "..") is never read
+    sid = first_id(voc)
+    split = voc / "ImageSets/Segmentation/train.txt"
+    split.write_text(split.read_text() + f"../JPEGImages/{sid}\n")
+    err = one_error_line(run("data", tmp_path / "runs", f"data.root={voc}"))
+    assert f"'../JPEGImages/{sid}'" in err and "train.txt" in err and "without folders" in err
+
+
 def test_empty_split(voc, tmp_path):
     (voc / "ImageSets/Segmentation/val.txt").write_text("\n")
     err = one_error_line(run("data", tmp_path / "runs", f"data.root={voc}"))

@@ -24,6 +24,7 @@ def mlx_plugin():
         config=SegmentationConfig,
         requires=("torch", "torchvision", "executorch", "onnxruntime", "onnx", "matplotlib", "PIL"),
         profiler="torch",
+        core_api=">=1.1,<2",  # atomic_dir
     )
 
 

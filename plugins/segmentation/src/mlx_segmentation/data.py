@@ -10,15 +10,13 @@ Layout (the same for a real VOC2012 folder and for the generated sample)::
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from mlx_core import DataError
+from mlx_core import DataError, atomic_dir
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -65,7 +63,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             return im.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} is not a readable image ({type(exc).__name__}); expected a JPEG or PNG file") from None
 
 
@@ -80,7 +78,7 @@ def load_mask(path: Path, num_classes: int) -> np.ndarray:
             arr = np.array(im)
     except FileNotFoundError:
         raise DataError(f"mask {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"mask {path} is not a readable PNG ({type(exc).__name__})") from None
     bad = np.unique(arr[(arr >= num_classes) & (arr != IGNORE)])
     if bad.size:
@@ -95,9 +93,18 @@ def read_split(root: Path, split: str) -> list[str]:
     path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not path.is_file():
         raise DataError(f"split file {path} does not exist (expected a VOC layout: ImageSets/Segmentation/{split}.txt)")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"split file {path} is not UTF-8 text (byte {exc.start}); expected one image id per line"
+        ) from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise DataError(f"split file {path} is empty: it lists no image ids")
+    for sid in ids:  # an id names a file inside JPEGImages/ and SegmentationClass/, never a path
+        if "/" in sid or "\\" in sid or sid in (".", ".."):
+            raise DataError(f"split file {path} lists {sid!r}; expected an image id (a file name without folders)")
     return ids
 
 
@@ -290,9 +297,7 @@ def generate_sample(root: Path, n_train: int, n_val: int, size: int, seed: int, 
     """Write a deterministic sample dataset in VOC layout at ``root`` (atomically: a temp folder
     beside it is renamed into place when complete)."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (tmp / sub).mkdir(parents=True)
         splits: dict[str, list[str]] = {"train": [], "val": []}
@@ -312,12 +317,6 @@ def generate_sample(root: Path, n_train: int, n_val: int, size: int, seed: int, 
             f"Generated sample data in Pascal VOC layout (seed {seed}): {n_train} train / {n_val} val images of "
             f"{', '.join(SAMPLE_CLASSES)} on varied backgrounds. Masks: palette PNG, VOC class ids, 255 = ignore.\n"
         )
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
