@@ -22,7 +22,7 @@ def mlx_plugin():
         hardware=("cpu", "cuda"),
         config=CustomOpsConfig,
         options=CustomOpsOptions,
-        core_api=">=1,<2",
+        core_api=">=1.1,<2",  # ctx.atomic_dir
         requires=("paddle", "torch"),
         profiler="paddle",
     )

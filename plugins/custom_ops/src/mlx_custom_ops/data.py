@@ -58,7 +58,8 @@ class ImageData:
 
 def _class_dirs(split_dir: Path) -> list[str]:
     names = [p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(names, key=lambda n: (0, int(n), n) if n.isdigit() else (1, 0, n))
+    # isdecimal, not isdigit: "²" is a digit that int() refuses
+    return sorted(names, key=lambda n: (0, int(n), n) if n.isdecimal() else (1, 0, n))
 
 
 def read_folder(root: str | Path, image_size: int) -> ImageData:
@@ -85,8 +86,12 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
     if mapping.is_file():
         try:
             table = json.loads(mapping.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise DataError(f"{mapping} is not valid JSON: {exc}") from None
+        if not isinstance(table, dict):
+            raise DataError(
+                f"{mapping} holds a JSON {type(table).__name__}; expected an object of class folder -> name"
+            )
         names = [str(table.get(c, c)) for c in classes]
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
@@ -103,7 +108,7 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
                     with Image.open(f) as im:
                         im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                         images.append(np.asarray(im, dtype=np.uint8))
-                except (UnidentifiedImageError, OSError) as exc:
+                except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
                     raise DataError(f"cannot read image {f}: {exc}") from None
                 labels.append(index[c])
                 files.append(str(f.relative_to(root)))
@@ -156,15 +161,11 @@ def build(ctx) -> ImageData:
     root = ctx.path("data", "sample")
     done = root / "cat_to_name.json"
     if not (ctx.resumed and done.is_file()):
-        tmp = ctx.path("data", "sample.tmp")
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_sample(
-            tmp, cfg.sample_classes, cfg.sample_per_class, cfg.sample_valid_per_class, max(cfg.image_size, 32), ctx.seed
-        )
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)  # the whole folder appears at once, like an atomic file write
+        with ctx.atomic_dir("data", "sample") as tmp:  # the whole folder appears at once
+            write_sample(
+                tmp, cfg.sample_classes, cfg.sample_per_class, cfg.sample_valid_per_class, max(cfg.image_size, 32),
+                ctx.seed,
+            )  # fmt: skip
     data = read_folder(root, cfg.image_size)
     ctx.add_artifact(done, kind="dataset", layout="flowers102-image-folder", root=str(root.relative_to(ctx.run_dir)),
                      train=len(data.train), valid=len(data.valid), classes=data.num_classes)  # fmt: skip

@@ -40,7 +40,8 @@ handle.reshape(x.shape)
 handle.copy_from_cpu(x)
 predictor.run()
 out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-np.save(args["outputs"], out)
+with open(args["outputs"], "wb") as fh:  # a temp name: np.save(path) would add ".npy"
+    np.save(fh, out)
 """
 
 
@@ -76,34 +77,26 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
         ensure_paddle_op()
         op_library = LAST_BUILD["paddle"]["path"]
     out_dir = ctx.path("export")
-    tmp_dir = ctx.path("export.tmp")
-    import shutil
-
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
     static = paddle.jit.to_static(
         net, input_spec=[InputSpec([None, 3, size, size], "float32", "image")], full_graph=True
     )
-    paddle.jit.save(static, str(tmp_dir / "model"))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp_dir.rename(out_dir)  # the whole inference model appears at once
+    # the whole inference model (model.json + model.pdiparams) replaces the old one at once
+    with ctx.atomic_dir("export") as tmp_dir:
+        paddle.jit.save(static, str(tmp_dir / "model"))
     prefix = out_dir / "model"
     with ctx.atomic_path("export", "parity_inputs.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, x)
-    args = {
-        "prefix": str(prefix),
-        "op_library": op_library,
-        "inputs": str(out_dir / "parity_inputs.npy"),
-        "outputs": str(out_dir / "parity_outputs.npy"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise StageFailed(
-            f"the exported Paddle model did not run in a fresh process through paddle.inference: {tail[0]}"
+    with ctx.atomic_path("export", "parity_outputs.npy") as outputs:
+        args = {"prefix": str(prefix), "op_library": op_library, "inputs": str(out_dir / "parity_inputs.npy"),
+                "outputs": str(outputs)}  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600
         )
+        if proc.returncode != 0:
+            tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+            raise StageFailed(
+                f"the exported Paddle model did not run in a fresh process through paddle.inference: {tail[0]}"
+            )
     got = np.load(out_dir / "parity_outputs.npy")
     diff = float(np.abs(got - eager).max())
     for f in sorted(out_dir.iterdir()):
