@@ -23,6 +23,7 @@ def mlx_plugin():
         config=MultimodalConfig,
         requires=("torch", "torchvision", "torchmultimodal", "datasets", "tokenizers", "transformers"),
         profiler="torch",
+        core_api=">=1.1,<2",  # atomic_dir
     )
 
 

@@ -16,25 +16,22 @@ coloured shapes written in this same format and read back by the same reader.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
-import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlx_core import ConfigError, DataError
+from mlx_core import ConfigError, DataError, atomic_dir
 
 UNK = "<unk>"
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 230), "yellow": (235, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
-NUMBERS = ("zero", "one", "two", "three")
+NUMBERS = ("zero", "one", "two", "three", "four")  # data.max_objects goes up to 4
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -65,23 +62,6 @@ class VQAData:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """A temporary folder beside ``final``, renamed to ``final`` only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the final folder should look like any other
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def normalize_answer(text: Any) -> str:
     return " ".join(str(text).strip().lower().split())
 
@@ -166,21 +146,31 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _json_problem(exc: Exception) -> str:
+    # json.loads also raises a bare ValueError (an integer of over 4300 digits) and RecursionError
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:100]
+
+
 def _raw_records(path: Path, text: str) -> list[Any]:
     """The file's records parsed with the standard library (used to name the record that breaks a load)."""
     if path.suffix == ".jsonl":
         out = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
+        # JSON Lines ends lines with "\n" only: str.splitlines() would also split a record at a
+        # U+2028/U+0085 that JSON allows unescaped inside strings (and that Arrow reads as text)
+        for n, line in enumerate(text.split("\n"), start=1):
+            if line.strip(" \t\r"):  # JSON's whitespace; Arrow rejects any other "blank" line
                 try:
                     out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{n}: not a JSON record ({exc.msg})") from None
+                except (ValueError, RecursionError) as exc:
+                    raise DataError(f"{path}:{n}: not a JSON record ({_json_problem(exc)})") from None
         return out
     try:
         top = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:
+        at = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DataError(f"{path}: not valid JSON ({_json_problem(exc)}{at})") from None
     if isinstance(top, dict) and isinstance(top.get("data"), list):
         return top["data"]  # TextVQA's {"dataset_name": ..., "data": [...]}
     if isinstance(top, list):
@@ -194,10 +184,28 @@ def _type_name(v: Any) -> str:
     )
 
 
+def _lone_surrogate(v: Any) -> bool:
+    """A string from a ``"\\ud800"`` escape: valid JSON, but not Unicode text (Arrow drops or rejects it)."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+#: the fields the reader uses, checked to read back through Arrow exactly as the file has them
+USED_FIELDS = ("question", "answers", "answer", "image", "image_path", "image_id")
+
+
 def check_record(rec: Any, where: str) -> None:
     """Raise a one-line ``DataError`` naming the field of ``rec`` that breaks the VQA schema."""
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {_type_name(rec)} {rec!r:.60}")
+    for key in USED_FIELDS:
+        values = rec.get(key) if isinstance(rec.get(key), list) else [rec.get(key)]
+        bad = next((v for v in values if isinstance(v, str) and _lone_surrogate(v)), None)
+        if bad is not None:
+            raise DataError(f"{where}: {key!r} holds a lone surrogate escape, not Unicode text: {bad!r:.60}")
     q = rec.get("question")
     if not isinstance(q, str) or not q.strip():
         raise DataError(f"{where}: 'question' must be a non-empty string, got {_type_name(q)} {q!r:.60}")
@@ -214,14 +222,18 @@ def check_record(rec: Any, where: str) -> None:
         bad = [a for a in answers if not isinstance(a, (str, int, float)) or isinstance(a, bool)]
         if bad:
             raise DataError(f"{where}: 'answers' must hold strings, found {_type_name(bad[0])} {bad[0]!r:.60}")
-    elif not isinstance(rec.get("answer"), (str, int, float)) or not str(rec["answer"]).strip():
+    elif (
+        not isinstance(rec.get("answer"), (str, int, float))
+        or isinstance(rec["answer"], bool)
+        or not str(rec["answer"]).strip()
+    ):
         raise DataError(f"{where}: needs an 'answers' list or an 'answer' string, got {rec.get('answer')!r:.60}")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Records of one JSON/JSONL file, loaded through Hugging Face ``datasets`` and checked one by one."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")  # what Arrow reads, whatever the locale
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     if not text.strip():
@@ -246,12 +258,19 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         records = ds.to_list()
     if len(records) != len(raw):
         raise DataError(f"{path}: datasets read {len(records)} records, expected {len(raw)}")
+    for i, (got, want) in enumerate(zip(records, raw, strict=True), start=1):
+        # Arrow gives a column one type: [1] beside [2.5] reads back as [1.0], a big integer as a float
+        for key in USED_FIELDS:
+            if repr(got.get(key)) != repr(want.get(key)):
+                raise DataError(f"{path.name} record {i}: {key!r} reads back through datasets as "
+                                f"{got.get(key)!r:.40} instead of {want.get(key)!r:.40}; write it as in the "
+                                "other records (e.g. answers as strings)")  # fmt: skip
     return records
 
 
 def _image_path(folder: Path, rec: dict[str, Any]) -> Path:
-    name = rec.get("image") or rec.get("image_path")
-    if name:
+    name = next((rec[k] for k in ("image", "image_path") if rec.get(k) is not None), None)
+    if name is not None:  # as check_record picks it: an image named 0 is a name
         return folder / str(name)
     for ext in (".jpg", ".png", ".jpeg"):
         p = folder / "images" / f"{rec['image_id']}{ext}"
@@ -271,14 +290,17 @@ def decode_image(path: Path, size: int) -> Any:
     """The image as an RGB PIL image box-reduced to at most 2x``size`` a side; a string saying why not."""
     from PIL import Image, UnidentifiedImageError
 
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # a name with "\n" stays one line
     try:
         with Image.open(path) as im:
             im.load()  # decodes everything: a truncated file fails here, not later
             rgb = im.convert("RGB")
     except FileNotFoundError:
-        return f"image {path} is missing"
+        return f"image {shown} is missing"
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        return f"image {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''})"
+        return (
+            f"image {shown} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''})"
+        )
     factor = min(rgb.size) // (2 * size)
     return rgb.reduce(factor) if factor > 1 else rgb  # bounds memory; torchvision does the exact resize
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from mlx_core import StageFailed
+from mlx_core import StageFailed, atomic_dir
 
-from .data import atomic_dir, to_float
+from .data import to_float
 from .predict import Predictor
 
 

@@ -45,6 +45,7 @@ def mlx_plugin():
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
+        core_api=">=1.1,<2",  # atomic_dir
     )
 
 

@@ -53,9 +53,10 @@ def read_jsonl(path: Path) -> list[Any]:
                     continue
                 try:
                     rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
+                except (ValueError, RecursionError) as exc:  # also an over-long integer, too deep nesting
+                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(":")[0][:100]
                     raise DataError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one opus_books record per line"
+                        f"{path}:{lineno}: not valid JSON ({msg}); expected one opus_books record per line"
                     ) from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; expected JSON lines") from None
@@ -79,7 +80,9 @@ def read_disk(path: Path) -> list[Any]:
     from datasets import Dataset, DatasetDict, load_from_disk
 
     try:
-        ds = load_from_disk(str(path))
+        # read into memory, not memory-mapped: an .arrow file whose lengths point past its end (a
+        # torn copy, a flipped byte) would otherwise kill the process with SIGBUS, not raise
+        ds = load_from_disk(str(path), keep_in_memory=True)
     except Exception as exc:  # noqa: BLE001 - any failure means: not a save_to_disk folder
         raise DataError(
             f"{path}: not a datasets.save_to_disk folder ({type(exc).__name__}: {str(exc).splitlines()[0]})"
@@ -91,7 +94,13 @@ def read_disk(path: Path) -> list[Any]:
             )
         ds = ds["train"]
     assert isinstance(ds, Dataset)
-    return ds.to_list()
+    try:
+        ds.data.table.validate(full=True)  # bad offsets or UTF-8: an error here, not a crash in to_list
+        return ds.to_list()
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for damaged data
+        raise DataError(
+            f"{path}: the datasets.save_to_disk data is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def _is_save_to_disk(p: Path) -> bool:
@@ -145,6 +154,14 @@ def read_records(path: str | Path, source: str = "en", target: str = "fr") -> li
 
 
 # --- validation -------------------------------------------------------------------------------
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: str) -> Corpus:
     """Keep records with non-empty source and target texts; the first bad one is an error unless skipping."""
     out = Corpus(records=[], source=where)
@@ -165,6 +182,17 @@ def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: 
                 f"{name}: missing language key {missing[0]!r} (has {sorted(tr)}); fix the record or set data.on_invalid=skip"
             )
         texts = {lang: tr[lang] for lang in (source, target)}
+        # a "\ud800" escape is valid JSON but no Unicode text: Arrow (Dataset.from_list) cannot hold it
+        fields = {"id": str(rid), **texts}
+        unicode = [k for k, text in fields.items() if isinstance(text, str) and not _is_unicode(text)]
+        if unicode:
+            if on_invalid == "skip":
+                out.skipped["invalid_text"] = out.skipped.get("invalid_text", 0) + 1
+                continue
+            raise DataError(
+                f"{name}: {unicode[0]!r} {fields[unicode[0]]!r:.60} holds a lone surrogate escape, not Unicode "
+                "text; fix the record or set data.on_invalid=skip"
+            )
         bad = [lang for lang, text in texts.items() if not isinstance(text, str) or not text.strip()]
         if bad:
             if on_invalid == "skip":

@@ -1,33 +1,11 @@
-"""Atomic folders: ``save_pretrained`` writes many files, so the whole folder is renamed into place."""
+"""File helpers: atomic folders (the core's ``atomic_dir``: ``save_pretrained`` writes many files, so
+the whole folder is renamed into place) and quiet library output."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from mlx_core import atomic_dir
 
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``final``; it replaces ``final`` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+__all__ = ["atomic_dir", "quiet_transformers"]
 
 
 def quiet_transformers() -> None:
