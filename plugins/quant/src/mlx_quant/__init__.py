@@ -27,6 +27,7 @@ def mlx_plugin():
         options=QuantOptions,
         requires=("torch", "transformers", "accelerate", "bitsandbytes", "peft", "torchao", "executorch", "matplotlib"),
         profiler="torch",
+        core_api=">=1.1,<2",  # ctx.atomic_dir
     )
 
 

@@ -92,26 +92,22 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         else:
             ppl_q = perplexity(model, ev)
         lat_q = latency_ms(model, batch, cfg.latency_repeats)
+    # each folder replaces the previous export's only once it is complete
     out_dir = ctx.path("export", "model")
     adapter_dir = ctx.path("export", "adapter")
-    for d in (out_dir, adapter_dir):
-        if d.exists():
-            shutil.rmtree(d)
     if is_peft:
-        tmp = ctx.path("export", ".adapter.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)  # PeftModel.save_pretrained writes only the adapters
-        tmp.rename(adapter_dir)
+        with ctx.atomic_dir("export", "adapter") as tmp:
+            model.save_pretrained(tmp)  # PeftModel.save_pretrained writes only the adapters
+    elif adapter_dir.exists():  # a previous export's adapter does not belong to this model
+        shutil.rmtree(adapter_dir)
     base = model.unload() if is_peft else model  # LoRA layers removed (not merged): the frozen base
     foot_q = int(base.get_memory_footprint())
     lin_q = linear_weight_bytes(base)
 
-    tmp = ctx.path("export", ".model.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     portable_quantization_config(base)
-    base.save_pretrained(tmp)
-    bundle.tokenizer.save_pretrained(tmp)
-    tmp.rename(out_dir)
+    with ctx.atomic_dir("export", "model") as tmp:
+        base.save_pretrained(tmp)
+        bundle.tokenizer.save_pretrained(tmp)
 
     # reload with no quantization arguments: the saved config.json carries them
     with ctx.progress("reload the exported model", total=None):

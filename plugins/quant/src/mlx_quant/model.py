@@ -344,8 +344,8 @@ def build_model(ctx, data: TextData) -> LMBundle:
     if cfg.path is None:
         folder = ctx.path("model", "base")
         if not (ctx.resumed and (folder / "config.json").is_file()):
-            with ctx.progress("create the default OPT-style model", total=None):
-                create_default_model(folder, cfg, ctx.seed)
+            with ctx.progress("create the default OPT-style model", total=None), ctx.atomic_dir("model", "base") as tmp:
+                create_default_model(tmp, cfg, ctx.seed)  # a kill mid-write leaves no half model to resume
         ctx.record("trained", False)
         ctx.note("the default model is a randomly initialised OPT-style LM created in the run (no download): "
                  "it is untrained, so its perplexities measure quantization error, not language quality")  # fmt: skip
