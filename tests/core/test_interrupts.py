@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from mlx_core.testing import spawn
+
 SLOW = ["--set", "train.epochs=60", "--set", "train.step_delay=0.05"]
 
 
 def start(runs: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mlx_core", "run", "linreg", "export", "--runs-dir", str(runs), *SLOW, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return spawn(cmd)
 
 
 def wait_for_step(runs: Path, step: int, timeout: float = 60) -> Path:

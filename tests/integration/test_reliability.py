@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from mlx_core.runs import TEMP_NAME, sha256
-from mlx_core.testing import cli
+from mlx_core.testing import cli, spawn
 
 # plugin -> (overrides for a small training run of at least 3 epochs, tolerance (relative and
 # absolute) of the final metrics after a resume; 0.0 means bit-identical). The overrides are
@@ -152,10 +152,7 @@ def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
 @pytest.mark.parametrize("name", CASES)
 def test_ctrl_c_marks_training_interrupted(name, tmp_path):
     overrides, _ = RESUME[name]
-    proc = subprocess.Popen(
-        mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(overrides)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = spawn(mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(overrides)))
     run_dir = wait_for_epoch(tmp_path, name, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from seg_helpers import DEVICE, TINY, run, run_dir_of, sets
 
+from mlx_core.testing import spawn
+
 EPOCHS = "train.epochs=3"
 MORE = ["data.sample_train=12"]  # 3 steps an epoch: time to kill it between checkpoints
 
@@ -19,7 +21,7 @@ MORE = ["data.sample_train=12"]  # 3 steps an epoch: time to kill it between che
 def start(runs: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mlx_core", "run", "segmentation", "train", "--runs-dir", str(runs), "--device", DEVICE,
            *sets(*TINY, *MORE, EPOCHS)]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return spawn(cmd)
 
 
 def wait_for_checkpoint(runs: Path, proc: subprocess.Popen, timeout: float = 300) -> Path:

@@ -2,8 +2,9 @@
 
 import json
 import signal
-import subprocess
 import sys
+
+from mlx_core.testing import spawn
 
 from conftest import TINY, device, ok, sets, wait_for_checkpoint
 
@@ -37,7 +38,7 @@ def test_sigkill_mid_training_then_from_resumes(killed_run):
 def test_ctrl_c_marks_training_interrupted_and_says_how_to_resume(tmp_path):
     cmd = [sys.executable, "-m", "mlx_core", "run", "translation", "train", "--runs-dir", str(tmp_path),
            "--device", device(), *sets(*TINY, "train.epochs=40")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn(cmd)
     try:
         run_dir = wait_for_checkpoint(tmp_path, 6, proc)
         proc.send_signal(signal.SIGINT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,16 @@ def check_config_defaults(name: str) -> list[dict[str, Any]]:
     undocumented = [r["key"] for r in rows if not r["description"]]
     assert not undocumented, f"config keys without a description: {undocumented}"
     return rows
+
+
+def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(cmd)`` whose Ctrl-C (SIGINT) behaves as in a terminal. A shell without
+    job control starts background jobs with SIGINT ignored, and children inherit that: then a
+    test's ``send_signal(SIGINT)`` would never reach the run. Text mode and pipes by default."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    kwargs.setdefault("text", True)
+    return subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def cli(
