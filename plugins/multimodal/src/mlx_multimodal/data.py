@@ -262,10 +262,19 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         # Arrow gives a column one type: [1] beside [2.5] reads back as [1.0], a big integer as a float
         for key in USED_FIELDS:
             if repr(got.get(key)) != repr(want.get(key)):
-                raise DataError(f"{path.name} record {i}: {key!r} reads back through datasets as "
-                                f"{got.get(key)!r:.40} instead of {want.get(key)!r:.40}; write it as in the "
-                                "other records (e.g. answers as strings)")  # fmt: skip
+                # the culprit is the first record holding numbers there (the schema's values are
+                # strings), not necessarily the record whose value Arrow changed
+                j = next((n for n, rec in enumerate(raw, start=1) if _holds_numbers(rec.get(key))), i)
+                raise DataError(f"{path.name} record {j}: {key!r} holds {raw[j - 1].get(key)!r:.40}; datasets gives "
+                                f"a field one type for all records, so values change ({want.get(key)!r:.30} read "
+                                f"back as {got.get(key)!r:.30}); write it as in the other records (e.g. answers "
+                                "as strings)")  # fmt: skip
     return records
+
+
+def _holds_numbers(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def _image_path(folder: Path, rec: dict[str, Any]) -> Path:
