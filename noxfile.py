@@ -26,7 +26,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 # pytest exits 5 when it collected no tests; a plugin folder without tests yet is not a failure
 # of the toolkit, but it is reported.
 PYTEST_OK = [0, 5]

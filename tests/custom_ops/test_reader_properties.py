@@ -4,11 +4,7 @@ images read back exactly; the sample writer is deterministic by seed. Images sta
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,16 @@ from mlx_custom_ops.data import EXTENSIONS, MEAN, STD, read_folder, write_sample
 from PIL import Image
 
 from mlx_core import DataError
+from mlx_core.hostile import (
+    assert_one_line_error,
+    bmp_bomb,
+    broken_png,
+    encode_image,
+    folder_bytes,
+    fresh_folder,
+    hostile_image_bytes,
+    pillow_pixel_limit,
+)
 
 # Pillow warns about the damaged files these tests feed it on purpose
 pytestmark = [
@@ -27,92 +33,18 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
 ]
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-ENCODINGS = [("PNG", m) for m in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16")]
-ENCODINGS += [("JPEG", m) for m in ("L", "RGB", "CMYK")] + [("BMP", m) for m in ("1", "L", "P", "RGB")]
-ENCODINGS += [("GIF", "P"), ("TIFF", "RGB"), ("TIFF", "I;16")]
 
 
 @pytest.fixture(autouse=True, scope="module")
 def small_bomb_limit():
     """A mutated header can claim a huge size: a low limit makes Pillow refuse it at once instead
     of allocating hundreds of MB per example (the reader must turn that refusal into a DataError)."""
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = 100_000
-    yield
-    Image.MAX_IMAGE_PIXELS = before
-
-
-@contextlib.contextmanager
-def folder():
-    """A fresh folder per hypothesis example (pytest's tmp_path is shared by all examples)."""
-    with tempfile.TemporaryDirectory(prefix="ops-prop-") as d:
-        yield Path(d)
-
-
-def assert_one_line_naming(err: Exception, *names: object) -> str:
-    assert isinstance(err, DataError), f"{type(err).__name__} escaped: {err}"
-    msg = str(err)
-    assert len(msg.splitlines()) == 1, f"message is not one line: {msg!r}"
-    for name in names:
-        assert str(name) in msg, f"{name!s} not named in: {msg}"
-    return msg
-
-
-def to_mode(rgb: np.ndarray, mode: str) -> Image.Image:
-    im = Image.fromarray(rgb)
-    if mode == "I;16":
-        return Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
-    return im.convert(mode)
-
-
-def encode(im: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def bmp_bomb() -> bytes:
-    """A valid BMP whose header claims 4000 x 4000 pixels: Pillow's decompression-bomb refusal."""
-    data = bytearray(encode(Image.new("RGB", (4, 4)), "BMP"))
-    data[18:26] = struct.pack("<ii", 4000, 4000)
-    return bytes(data)
-
-
-def broken_png(chunk: bytes) -> bytes:
-    """A valid PNG with the length of ``chunk`` zeroed: Pillow raises ValueError (IHDR) or SyntaxError (IDAT)."""
-    data = bytearray(encode(Image.new("RGB", (11, 9)), "PNG"))
-    data[data.index(chunk) - 1] = 0
-    return bytes(data)
-
-
-def rgb_arrays(max_side: int = 16):
-    side = st.integers(1, max_side)
-    return st.tuples(side, side).flatmap(lambda hw: hnp.arrays(np.uint8, (*hw, 3)))
-
-
-@st.composite
-def hostile_bytes(draw):
-    """(bytes, intact): random bytes, an empty file, a valid image cut short or with bytes overwritten,
-    or an intact valid image in one of many formats and modes (which must then be read)."""
-    kind = draw(st.sampled_from(["random", "empty", "truncated", "mutated", "intact"]))
-    if kind == "random":
-        return draw(st.binary(min_size=1, max_size=300)), False
-    if kind == "empty":
-        return b"", False
-    fmt, mode = draw(st.sampled_from(ENCODINGS))
-    data = encode(to_mode(draw(rgb_arrays()), mode), fmt)
-    if kind == "truncated":
-        return data[: draw(st.integers(0, len(data) - 1))], False
-    if kind == "mutated":
-        buf = bytearray(data)
-        for _ in range(draw(st.integers(1, 4))):
-            buf[draw(st.integers(0, len(buf) - 1))] = draw(st.integers(0, 255))
-        return bytes(buf), False
-    return data, True
+    with pillow_pixel_limit(100_000):
+        yield
 
 
 def png(rgb: np.ndarray) -> bytes:
-    return encode(Image.fromarray(rgb), "PNG")
+    return encode_image(Image.fromarray(rgb), "PNG")
 
 
 def make_tree(root: Path, layout: dict[str, dict[str, list[bytes]]]) -> None:
@@ -142,7 +74,7 @@ TREE = {"train": {"1": [], "2": []}, "valid": {"1": [], "2": []}}
 
 @settings(max_examples=250, **SETTINGS)
 @given(
-    content=hostile_bytes(),
+    content=hostile_image_bytes(),
     ext=st.sampled_from(sorted(EXTENSIONS) + [".JPG", ".PNG"]),
     split=st.sampled_from(["train", "valid"]),
     cls=st.sampled_from(["1", "2"]),
@@ -153,7 +85,7 @@ TREE = {"train": {"1": [], "2": []}, "valid": {"1": [], "2": []}}
 @example(content=(broken_png(b"IDAT"), False), ext=".png", split="train", cls="2", size=8)
 def test_hostile_image_file_is_read_or_named_in_one_line(content, ext, split, cls, size):
     data, intact = content
-    with folder() as root:
+    with fresh_folder() as root:
         layout = {s: {c: [png(np.full((5, 7, 3), 40 * int(c), np.uint8))] for c in cs} for s, cs in TREE.items()}
         make_tree(root, layout)
         bad = root / split / cls / f"zz_hostile{ext}"
@@ -162,7 +94,7 @@ def test_hostile_image_file_is_read_or_named_in_one_line(content, ext, split, cl
             out = read_folder(root, size)
         except Exception as err:  # noqa: BLE001 - the property is about which exceptions escape
             assert not intact, f"an intact image was refused: {err}"
-            assert_one_line_naming(err, bad)
+            assert_one_line_error(err, bad, types=DataError)
             return
         assert_well_formed(out, size)
         files = getattr(out, split).files
@@ -172,11 +104,11 @@ def test_hostile_image_file_is_read_or_named_in_one_line(content, ext, split, cl
 
 @settings(max_examples=60, **SETTINGS)
 @given(
-    content=st.binary(max_size=200) | hostile_bytes().map(lambda c: c[0]),
+    content=st.binary(max_size=200) | hostile_image_bytes().map(lambda c: c[0]),
     name=st.sampled_from(["notes.txt", "README", "image.gif", "image.jpg.bak", "thumbs.db", "x.webp"]),
 )
 def test_files_without_an_image_extension_are_ignored(content, name):
-    with folder() as root:
+    with fresh_folder() as root:
         make_tree(root, {s: {c: [png(np.zeros((3, 3, 3), np.uint8))] for c in cs} for s, cs in TREE.items()})
         (root / "train" / "1" / name).write_bytes(content)
         out = read_folder(root, 4)
@@ -191,8 +123,8 @@ def test_drawn_images_read_back_exactly(data, size, n_classes, gray):
     shape = (size, size) if gray else (size, size, 3)
     counts = {s: [data.draw(st.integers(1, 3)) for _ in range(n_classes)] for s in ("train", "valid")}
     arrays = {s: [[data.draw(hnp.arrays(np.uint8, shape)) for _ in range(k)] for k in ks] for s, ks in counts.items()}
-    with folder() as root:
-        layout = {s: {str(c + 1): [encode(Image.fromarray(a), "PNG") for a in per] for c, per in enumerate(cls)}
+    with fresh_folder() as root:
+        layout = {s: {str(c + 1): [encode_image(Image.fromarray(a), "PNG") for a in per] for c, per in enumerate(cls)}
                   for s, cls in arrays.items()}  # fmt: skip
         make_tree(root, layout)
         out = read_folder(root, size)
@@ -212,7 +144,7 @@ def test_drawn_images_read_back_exactly(data, size, n_classes, gray):
 @settings(max_examples=25, **SETTINGS)
 @given(seed=st.integers(0, 2**63), classes=st.integers(2, 4), per_class=st.integers(1, 3), size=st.integers(4, 16))
 def test_written_sample_reads_back_in_the_flowers_layout(seed, classes, per_class, size):
-    with folder() as root:
+    with fresh_folder() as root:
         write_sample(root, classes, per_class, 1, size, seed)
         out = read_folder(root, size)
         assert_well_formed(out, size)
@@ -225,14 +157,10 @@ def test_written_sample_reads_back_in_the_flowers_layout(seed, classes, per_clas
                 assert np.array_equal(np.asarray(im.convert("RGB")), image)
 
 
-def folder_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @settings(max_examples=25, **SETTINGS)
 @given(seed=st.integers(0, 2**63), other=st.integers(0, 2**63), classes=st.integers(2, 3), size=st.integers(4, 16))
 def test_sample_writer_is_deterministic_by_seed(seed, other, classes, size):
-    with folder() as d:
+    with fresh_folder() as d:
         a = folder_bytes(write_sample(d / "a", classes, 2, 1, size, seed))
         b = folder_bytes(write_sample(d / "b", classes, 2, 1, size, seed))
         assert a == b  # same seed: the same bytes, file for file
@@ -257,7 +185,7 @@ folder_name = folder_name.filter(lambda s: s not in (".", "..") and len(s.encode
 def test_any_class_folder_names_are_read_and_sorted(names, hidden):
     """Unicode, digit-like and hidden folder names: hidden ones are skipped, numbers sort numerically."""
     assume(len({n for n in names if not n.startswith(".")}) >= 2)
-    with folder() as root:
+    with fresh_folder() as root:
         img = png(np.zeros((2, 2, 3), np.uint8))
         make_tree(root, {s: {n: [img] for n in names + hidden} for s in ("train", "valid")})
         visible = [n for n in names if not n.startswith(".")]
@@ -291,7 +219,7 @@ json_values = st.recursive(
 @example(table=b"[" * 100_000)
 @example(table=b'{"1": "pink primrose", "2": ["a", 1]}')
 def test_cat_to_name_table_gives_names_or_one_line_data_error(table):
-    with folder() as root:
+    with fresh_folder() as root:
         make_tree(root, {s: {c: [png(np.zeros((2, 2, 3), np.uint8))] for c in cs} for s, cs in TREE.items()})
         mapping = root / "cat_to_name.json"
         mapping.write_bytes(table)
@@ -306,7 +234,7 @@ def test_cat_to_name_table_gives_names_or_one_line_data_error(table):
             out = read_folder(root, 2)
         except Exception as err:  # noqa: BLE001
             assert not is_table, f"a JSON object was refused: {err}"
-            assert_one_line_naming(err, mapping)
+            assert_one_line_error(err, mapping, types=DataError)
             return
         assert is_table, f"{table[:40]!r} (not a JSON object) was accepted as the name table"
         assert out.names == [str(parsed.get(c, c)) for c in out.classes]
@@ -341,12 +269,12 @@ def test_any_folder_layout_reads_or_names_the_problem(layout, size):
         problem = ["valid holds no images"]
     else:
         problem = None
-    with folder() as root:
+    with fresh_folder() as root:
         make_tree(root, {s: {c: [img] * k for c, k in cs.items()} for s, cs in layout.items()})
         if problem is not None:
             with pytest.raises(DataError) as info:
                 read_folder(root, size)
-            assert_one_line_naming(info.value, *problem)
+            assert_one_line_error(info.value, *problem, types=DataError)
             return
         out = read_folder(root, size)
         assert_well_formed(out, size)

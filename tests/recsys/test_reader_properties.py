@@ -21,6 +21,7 @@ from mlx_recsys import data as D
 from mlx_recsys.config import N_CATEGORICAL, N_DENSE, RecsysConfig
 
 from mlx_core import ConfigError, DataError
+from mlx_core.hostile import assert_one_line_error
 
 REASONS = {"column_count", "label", "dense", "negative_id", "bad_id", "encoding"}
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,10 +122,6 @@ def oracle(raw: bytes, schema: D.Schema) -> D.Example | str:
         return bad.reason
 
 
-def one_line(msg: str) -> None:
-    assert msg and len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg, repr(msg[:300])
-
-
 def check_example(ex: D.Example, schema: D.Schema) -> None:
     assert ex.label in (0.0, 1.0)
     assert len(ex.dense) == N_DENSE
@@ -143,7 +140,7 @@ def test_parse_line_gives_a_well_formed_example_or_a_bad_line(schema, data):
         ex = D.parse_line(D.decode(raw + b"\n"), schema)
     except D.BadLine as bad:
         assert bad.reason in REASONS, bad.reason
-        one_line(str(bad))
+        assert_one_line_error(bad, types=D.BadLine)
         event(f"bad line: {bad.reason}")
         return
     event("good line")
@@ -194,7 +191,7 @@ def test_label_other_than_0_or_1_is_a_bad_line(row, label):
     with pytest.raises(D.BadLine) as info:
         D.parse_line("\t".join([label, *cells[1:]]), D.Schema(["a"], [0], [10]))
     assert info.value.reason == "label"
-    one_line(str(info.value))
+    assert_one_line_error(info.value, types=D.BadLine)
 
 
 not_an_integer = st.text(st.characters(blacklist_characters="\t\n\r", blacklist_categories=["Nd"]), min_size=1)
@@ -210,7 +207,7 @@ def test_dense_cell_that_is_no_usable_integer_is_a_bad_line(row, j, cell):
     with pytest.raises(D.BadLine) as info:
         D.parse_line("\t".join(cells), D.Schema(["a"], [0], [10]))
     assert info.value.reason == "dense" and f"I{j + 1}" in str(info.value)
-    one_line(str(info.value))
+    assert_one_line_error(info.value, types=D.BadLine)
 
 
 @SETTINGS
@@ -227,7 +224,7 @@ def test_negative_or_non_hex_id_in_a_read_column_is_a_bad_line(row, schema, k, p
         D.parse_line("\t".join(cells), schema)
     assert info.value.reason == ("negative_id" if bad.startswith("-") else "bad_id")
     assert f"C{col + 1}" in str(info.value)
-    one_line(str(info.value))
+    assert_one_line_error(info.value, types=D.BadLine)
 
 
 # --- read_tsv ---------------------------------------------------------------------------------
@@ -276,8 +273,7 @@ def test_read_tsv_skips_and_counts_or_raises_a_one_line_data_error(f, policy):
             event("DataError")
             assert policy == "error"
             first_bad = next(n for n, w in enumerate(want, 1) if isinstance(w, str) and w != "empty")
-            msg = str(err)
-            one_line(msg)
+            msg = assert_one_line_error(err)
             assert msg.startswith(f"{path}:{first_bad}: ") and "data.on_bad_line=skip" in msg, msg[:300]
             assert got == [w for w in want[: first_bad - 1] if isinstance(w, D.Example)]
             return
@@ -296,8 +292,7 @@ def test_read_tsv_missing_file_or_folder_is_a_data_error(tmp_path):
     for path in (tmp_path / "nope.tsv", tmp_path):
         with pytest.raises(DataError) as info:
             list(D.read_tsv(path, SCHEMA))
-        one_line(str(info.value))
-        assert str(path) in str(info.value)
+        assert_one_line_error(info.value, path)
 
 
 @FILES
@@ -356,8 +351,7 @@ def test_data_stage_counts_bad_lines_or_fails_with_one_line(registry, f, policy)
             manifest = run_data(registry, Path(tmp) / "runs", path, policy)
         except DataError as err:
             event(f"{policy}: DataError")
-            one_line(str(err))
-            assert str(path) in str(err)
+            assert_one_line_error(err, path)
             bad = [n for n, w in enumerate(want, 1) if isinstance(w, str) and w != "empty"]
             assert policy == "error" and bad and str(err).startswith(f"{path}:{bad[0]}: ")
             return
@@ -463,5 +457,4 @@ def test_generated_log_is_deterministic_and_every_line_is_good(n, users, product
 def test_generated_log_with_a_negative_seed_is_a_config_error(tmp_path, seed):
     with pytest.raises(ConfigError) as info:
         D.generate_click_log(tmp_path / "a.tsv", 10, 5, 5, 2, seed)
-    one_line(str(info.value))
-    assert str(seed) in str(info.value)
+    assert_one_line_error(info.value, seed)

@@ -5,9 +5,6 @@ deterministic by seed. Images stay tiny (1-16 px) so each example costs millisec
 from __future__ import annotations
 
 import contextlib
-import io
-import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +32,19 @@ from mlx_segmentation.data import (
 from PIL import Image
 
 from mlx_core import ConfigError, DataError
+from mlx_core.hostile import (
+    assert_one_line_error,
+    bmp_bomb,
+    broken_png,
+    encode_image,
+    folder_bytes,
+    fresh_folder,
+    hostile_image_bytes,
+    intact_image_bytes,
+    pillow_pixel_limit,
+    rgb_arrays,
+    to_mode,
+)
 
 # Pillow warns about the damaged files these tests feed it on purpose
 pytestmark = [
@@ -43,50 +53,14 @@ pytestmark = [
 ]
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 SAMPLE_IDS = {0, IGNORE} | {VOC_CLASSES.index(c) for c in SAMPLE_CLASSES}
-# (format, mode) pairs Pillow writes; the reader must read every one of them when intact
-ENCODINGS = [("PNG", m) for m in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16")]
-ENCODINGS += [("JPEG", m) for m in ("L", "RGB", "CMYK")] + [("BMP", m) for m in ("1", "L", "P", "RGB")]
-ENCODINGS += [("GIF", "P"), ("TIFF", "RGB"), ("TIFF", "I;16")]
 
 
 @pytest.fixture(autouse=True, scope="module")
 def small_bomb_limit():
     """A mutated header can claim a huge size: a low limit makes Pillow refuse it at once instead
     of allocating hundreds of MB per example (the reader must turn that refusal into a DataError)."""
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = 100_000
-    yield
-    Image.MAX_IMAGE_PIXELS = before
-
-
-@contextlib.contextmanager
-def folder():
-    """A fresh folder per hypothesis example (pytest's tmp_path is shared by all examples)."""
-    with tempfile.TemporaryDirectory(prefix="seg-prop-") as d:
-        yield Path(d)
-
-
-def assert_one_line_naming(err: Exception, *names: object) -> str:
-    """A user error: a DataError/ConfigError, one line, naming every one of ``names``."""
-    assert isinstance(err, (DataError, ConfigError)), f"{type(err).__name__} escaped: {err}"
-    msg = str(err)
-    assert len(msg.splitlines()) == 1, f"message is not one line: {msg!r}"
-    for name in names:
-        assert str(name) in msg, f"{name!s} not named in: {msg}"
-    return msg
-
-
-def to_mode(rgb: np.ndarray, mode: str) -> Image.Image:
-    im = Image.fromarray(rgb)
-    if mode == "I;16":
-        return Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
-    return im.convert(mode)
-
-
-def encode(im: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format=fmt)
-    return buf.getvalue()
+    with pillow_pixel_limit(100_000):
+        yield
 
 
 def png_mask(ids: np.ndarray, mode: str = "P") -> bytes:
@@ -94,72 +68,25 @@ def png_mask(ids: np.ndarray, mode: str = "P") -> bytes:
     if mode == "P":
         im = im.convert("P")  # keeps the values as palette indices
         im.putpalette(voc_palette())
-    return encode(im, "PNG")
-
-
-def bmp_bomb() -> bytes:
-    """A valid BMP whose header claims 4000 x 4000 pixels: Pillow's decompression-bomb refusal."""
-    data = bytearray(encode(Image.new("RGB", (4, 4)), "BMP"))
-    data[18:26] = struct.pack("<ii", 4000, 4000)
-    return bytes(data)
-
-
-def broken_png(chunk: bytes) -> bytes:
-    """A valid PNG with the length of ``chunk`` zeroed: Pillow raises ValueError (IHDR) or SyntaxError (IDAT)."""
-    data = bytearray(encode(Image.new("RGB", (11, 9)), "PNG"))
-    data[data.index(chunk) - 1] = 0
-    return bytes(data)
-
-
-def rgb_arrays(max_side: int = 16, min_side: int = 1):
-    side = st.integers(min_side, max_side)
-    return st.tuples(side, side).flatmap(lambda hw: hnp.arrays(np.uint8, (*hw, 3)))
-
-
-@st.composite
-def intact_images(draw):
-    """(bytes, (w, h)) of a valid image in one of many formats and modes."""
-    fmt, mode = draw(st.sampled_from(ENCODINGS))
-    rgb = draw(rgb_arrays())
-    return encode(to_mode(rgb, mode), fmt), (rgb.shape[1], rgb.shape[0])
-
-
-@st.composite
-def hostile_bytes(draw):
-    """(bytes, intact): random bytes, an empty file, a valid image cut short or with bytes overwritten,
-    or an intact valid image (which must then be read)."""
-    kind = draw(st.sampled_from(["random", "empty", "truncated", "mutated", "intact"]))
-    if kind == "random":
-        return draw(st.binary(min_size=1, max_size=300)), False
-    if kind == "empty":
-        return b"", False
-    data, _ = draw(intact_images())
-    if kind == "truncated":
-        return data[: draw(st.integers(0, len(data) - 1))], False
-    if kind == "mutated":
-        buf = bytearray(data)
-        for _ in range(draw(st.integers(1, 4))):
-            buf[draw(st.integers(0, len(buf) - 1))] = draw(st.integers(0, 255))
-        return bytes(buf), False
-    return data, True
+    return encode_image(im, "PNG")
 
 
 # --- load_image / load_mask on hostile files -----------------------------------------------------
 @settings(max_examples=250, **SETTINGS)
-@given(content=hostile_bytes(), suffix=st.sampled_from([".jpg", ".png"]))
+@given(content=hostile_image_bytes(), suffix=st.sampled_from([".jpg", ".png"]))
 @example(content=(bmp_bomb(), False), suffix=".jpg")
 @example(content=(broken_png(b"IHDR"), False), suffix=".png")
 @example(content=(broken_png(b"IDAT"), False), suffix=".jpg")
 def test_load_image_returns_rgb_or_one_line_data_error(content, suffix):
     data, intact = content
-    with folder() as d:
+    with fresh_folder() as d:
         path = d / f"img{suffix}"
         path.write_bytes(data)
         try:
             im = load_image(path)
         except Exception as err:  # noqa: BLE001 - the property is about which exceptions escape
             assert not intact, f"an intact image was refused: {err}"
-            msg = assert_one_line_naming(err, path)
+            msg = assert_one_line_error(err, path)
             assert "not a readable image" in msg
             return
         assert im.mode == "RGB" and im.width >= 1 and im.height >= 1
@@ -167,28 +94,28 @@ def test_load_image_returns_rgb_or_one_line_data_error(content, suffix):
 
 
 @settings(max_examples=60, **SETTINGS)
-@given(image=intact_images())
+@given(image=intact_image_bytes())
 def test_intact_images_keep_their_size(image):
     data, size = image
-    with folder() as d:
+    with fresh_folder() as d:
         (d / "a.jpg").write_bytes(data)
         assert load_image(d / "a.jpg").size == size
 
 
 @settings(max_examples=250, **SETTINGS)
-@given(content=hostile_bytes(), num_classes=st.integers(2, 256))
+@given(content=hostile_image_bytes(), num_classes=st.integers(2, 256))
 @example(content=(bmp_bomb(), False), num_classes=21)
 @example(content=(broken_png(b"IHDR"), False), num_classes=21)
 @example(content=(broken_png(b"IDAT"), False), num_classes=21)
 def test_load_mask_returns_valid_ids_or_one_line_data_error(content, num_classes):
     data, _ = content
-    with folder() as d:
+    with fresh_folder() as d:
         path = d / "mask.png"
         path.write_bytes(data)
         try:
             arr = load_mask(path, num_classes)
         except Exception as err:  # noqa: BLE001
-            assert_one_line_naming(err, path)
+            assert_one_line_error(err, path)
             return
         assert arr.dtype == np.uint8 and arr.ndim == 2 and arr.size > 0
         ids = np.unique(arr)
@@ -209,7 +136,7 @@ def id_masks(draw):
 def test_mask_ids_round_trip_or_the_smallest_stray_id_is_named(mask, mode):
     arr, num_classes = mask
     stray = sorted({int(v) for v in np.unique(arr) if v >= num_classes and v != IGNORE})
-    with folder() as d:
+    with fresh_folder() as d:
         path = d / "m.png"
         path.write_bytes(png_mask(arr, mode))
         if not stray:
@@ -220,7 +147,7 @@ def test_mask_ids_round_trip_or_the_smallest_stray_id_is_named(mask, mode):
             return
         with pytest.raises(DataError) as info:
             load_mask(path, num_classes)
-        assert_one_line_naming(info.value, path, f"class id {stray[0]}", f"num_classes is {num_classes}")
+        assert_one_line_error(info.value, path, f"class id {stray[0]}", f"num_classes is {num_classes}")
 
 
 @settings(max_examples=40, **SETTINGS)
@@ -231,14 +158,14 @@ def test_masks_that_are_not_palette_or_grayscale_are_refused_by_mode(rgb, mode, 
     """A colour-coded (RGB) or 16-bit mask must not be misread as class ids."""
     if fmt == "TIFF" and mode == "LA":
         mode = "RGBA"
-    with folder() as d:
+    with fresh_folder() as d:
         path = d / "m.png"
-        path.write_bytes(encode(to_mode(rgb, mode), fmt))
+        path.write_bytes(encode_image(to_mode(rgb, mode), fmt))
         with pytest.raises(DataError) as info:
             load_mask(path, 21)
         with Image.open(path) as m:
             stored = m.mode
-        assert_one_line_naming(info.value, path, f"mode {stored}")
+        assert_one_line_error(info.value, path, f"mode {stored}")
 
 
 # --- split files ----------------------------------------------------------------------------------
@@ -267,7 +194,7 @@ def test_split_ids_round_trip_through_any_line_layout(lines, eol, last_eol):
         text += f"{lead}{sid}{tail}{eol}" + "".join(b + eol for b in blanks)
     if not last_eol:
         text = text[: -len(eol)]
-    with folder() as root:
+    with fresh_folder() as root:
         (root / "ImageSets/Segmentation").mkdir(parents=True)
         (root / "ImageSets/Segmentation/train.txt").write_bytes(text.encode("utf-8"))
         assert read_split(root, "train") == [sid for _, sid, _, _ in lines]
@@ -279,14 +206,14 @@ def test_split_ids_round_trip_through_any_line_layout(lines, eol, last_eol):
 @example(content=b" \n\t\r\n")
 @example(content=b"")
 def test_split_file_of_arbitrary_bytes_gives_ids_or_one_line_data_error(content):
-    with folder() as root:
+    with fresh_folder() as root:
         (root / "ImageSets/Segmentation").mkdir(parents=True)
         path = root / "ImageSets/Segmentation/val.txt"
         path.write_bytes(content)
         try:
             ids = read_split(root, "val")
         except Exception as err:  # noqa: BLE001
-            assert_one_line_naming(err, path)
+            assert_one_line_error(err, path)
             return
         assert ids and all(isinstance(s, str) and s and not any(c.isspace() for c in s) for s in ids)
         assert not any("/" in s or "\\" in s or s in (".", "..") for s in ids), ids  # never a path
@@ -300,13 +227,13 @@ def test_split_file_of_arbitrary_bytes_gives_ids_or_one_line_data_error(content)
     | st.sampled_from([".", "..", "../x", "/etc/passwd"])
 )
 def test_split_id_that_is_a_path_is_refused_by_name(sid):
-    with folder() as root:
+    with fresh_folder() as root:
         (root / "ImageSets/Segmentation").mkdir(parents=True)
         path = root / "ImageSets/Segmentation/train.txt"
         path.write_text(f"ok_1\n{sid} 1\n", encoding="utf-8")
         with pytest.raises(DataError) as info:
             read_split(root, "train")
-        assert_one_line_naming(info.value, path, repr(sid))
+        assert_one_line_error(info.value, path, repr(sid))
 
 
 safe_id = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x2FFF), min_size=1, max_size=10)
@@ -322,14 +249,14 @@ safe_id = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0
 )
 def test_index_split_names_the_first_id_without_image_or_mask(entries):
     """Ids (any unicode) whose image or mask is missing: the first one is named, with the missing file."""
-    with folder() as root:
+    with fresh_folder() as root:
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (root / sub).mkdir(parents=True)
         mask = png_mask(np.zeros((4, 4), np.uint8))
         for sid, has_image, has_mask in entries:
             with contextlib.suppress(OSError, ValueError):  # ids no file system can name stay missing
                 if has_image:
-                    (root / "JPEGImages" / f"{sid}.jpg").write_bytes(encode(Image.new("RGB", (4, 4)), "JPEG"))
+                    (root / "JPEGImages" / f"{sid}.jpg").write_bytes(encode_image(Image.new("RGB", (4, 4)), "JPEG"))
                 if has_mask:
                     (root / "SegmentationClass" / f"{sid}.png").write_bytes(mask)
         (root / "ImageSets/Segmentation/train.txt").write_text("".join(f"{sid}\n" for sid, _, _ in entries), "utf-8")
@@ -350,7 +277,7 @@ def test_index_split_names_the_first_id_without_image_or_mask(entries):
         with pytest.raises(DataError) as info:
             index_split(root, "train", 21)
         sid, which, path = missing[0]
-        assert_one_line_naming(info.value, repr(sid), f"no {which}", path)
+        assert_one_line_error(info.value, repr(sid), f"no {which}", path)
 
 
 # --- the dataset and the data stage over a damaged folder -----------------------------------------
@@ -413,9 +340,9 @@ def voc_samples(draw, num_classes: int):
     h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
     image_fault, mask_fault = draw(st.sampled_from(IMAGE_FAULTS)), draw(st.sampled_from(MASK_FAULTS))
     rgb = draw(hnp.arrays(np.uint8, (h, w, 3)))
-    image = encode(Image.fromarray(rgb), draw(st.sampled_from(["JPEG", "PNG"])))
+    image = encode_image(Image.fromarray(rgb), draw(st.sampled_from(["JPEG", "PNG"])))
     if image_fault == "hostile":
-        image = draw(hostile_bytes())[0]
+        image = draw(hostile_image_bytes())[0]
     ids = draw(hnp.arrays(np.uint8, (h, w), elements=st.integers(0, num_classes - 1) | st.just(IGNORE)))
     mask = png_mask(ids)
     if mask_fault == "stray id":
@@ -424,9 +351,9 @@ def voc_samples(draw, num_classes: int):
     elif mask_fault == "other size":
         mask = png_mask(np.zeros((h + draw(st.integers(1, 3)), w), np.uint8))
     elif mask_fault == "rgb mode":
-        mask = encode(Image.fromarray(ids).convert("RGB"), "PNG")
+        mask = encode_image(Image.fromarray(ids).convert("RGB"), "PNG")
     elif mask_fault == "hostile":
-        mask = draw(hostile_bytes())[0]
+        mask = draw(hostile_image_bytes())[0]
     return image_fault, mask_fault, image, mask
 
 
@@ -434,7 +361,7 @@ def voc_samples(draw, num_classes: int):
 @given(data=st.data(), num_classes=st.integers(2, 30), n=st.integers(1, 3))
 def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(data, num_classes, n):
     samples = [data.draw(voc_samples(num_classes)) for _ in range(n)]
-    with folder() as d:
+    with fresh_folder() as d:
         root = d / "VOC"
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (root / sub).mkdir(parents=True)
@@ -462,7 +389,7 @@ def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(d
                 assert_items_well_formed(ds, 32, num_classes)
         except Exception as err:  # noqa: BLE001
             assert culprits, f"an intact folder was refused: {err}"
-            msg = assert_one_line_naming(err)
+            msg = assert_one_line_error(err)
             assert any(str(p) in msg for p in culprits), f"no damaged file named in: {msg}"
             return
         assert not must_fail, f"a damaged folder was accepted: {samples}"
@@ -476,10 +403,10 @@ def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(d
     train=st.booleans(),
 )
 def test_image_and_mask_of_different_sizes_are_named_with_both_sizes(image_hw, mask_hw, train):
-    with folder() as root:
+    with fresh_folder() as root:
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (root / sub).mkdir(parents=True)
-        (root / "JPEGImages/a.jpg").write_bytes(encode(Image.new("RGB", image_hw[::-1], (9, 99, 199)), "JPEG"))
+        (root / "JPEGImages/a.jpg").write_bytes(encode_image(Image.new("RGB", image_hw[::-1], (9, 99, 199)), "JPEG"))
         (root / "SegmentationClass/a.png").write_bytes(png_mask(np.zeros(mask_hw, np.uint8)))
         (root / "ImageSets/Segmentation/val.txt").write_text("a\n")
         ds = VOCSegmentation(root, "val", 21, 32, train=train)
@@ -489,7 +416,7 @@ def test_image_and_mask_of_different_sizes_are_named_with_both_sizes(image_hw, m
         with pytest.raises(DataError) as info:
             ds[0]
         (ih, iw), (mh, mw) = image_hw, mask_hw
-        assert_one_line_naming(
+        assert_one_line_error(
             info.value, root / "JPEGImages/a.jpg", root / "SegmentationClass/a.png", f"{mw}x{mh}", f"{iw}x{ih}"
         )
 
@@ -500,10 +427,10 @@ def test_eval_items_give_back_the_written_pixels_and_ids(data, num_classes, size
     """At the stored size the eval transform is lossless: y is the mask, x un-normalizes to the image."""
     rgb = data.draw(hnp.arrays(np.uint8, (size, size, 3)))
     ids = data.draw(hnp.arrays(np.uint8, (size, size), elements=st.integers(0, num_classes - 1) | st.just(IGNORE)))
-    with folder() as root:
+    with fresh_folder() as root:
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
             (root / sub).mkdir(parents=True)
-        (root / "JPEGImages/a.jpg").write_bytes(encode(Image.fromarray(rgb), "PNG"))  # lossless content
+        (root / "JPEGImages/a.jpg").write_bytes(encode_image(Image.fromarray(rgb), "PNG"))  # lossless content
         (root / "SegmentationClass/a.png").write_bytes(png_mask(ids))
         (root / "ImageSets/Segmentation/val.txt").write_text("a\n")
         x, y = VOCSegmentation(root, "val", num_classes, size)[0]
@@ -517,13 +444,13 @@ def test_eval_items_give_back_the_written_pixels_and_ids(data, num_classes, size
 @given(seed=st.integers(0, 2**32 - 1), num_classes=st.integers(2, 40))
 def test_generated_sample_reads_back_through_the_data_stage(seed, num_classes):
     """The stage's own sample: VOC palette PNGs of sample ids; refused (ConfigError) iff num_classes is too small."""
-    with folder() as d:
+    with fresh_folder() as d:
         ctx = StubCtx(d, config(None, num_classes, seed, sample_train=2, sample_val=1, max_objects=2))
         needed = max(VOC_CLASSES.index(c) for c in SAMPLE_CLASSES)
         if num_classes <= needed:
             with pytest.raises(ConfigError) as info:
                 build_data(ctx)
-            assert_one_line_naming(info.value, f"model.num_classes={num_classes}", needed + 1)
+            assert_one_line_error(info.value, f"model.num_classes={num_classes}", needed + 1)
             return
         seg = build_data(ctx)
         assert (len(seg.train), len(seg.val), seg.num_classes, len(seg.classes)) == (2, 1, num_classes, num_classes)
@@ -543,14 +470,10 @@ def test_generated_sample_reads_back_through_the_data_stage(seed, num_classes):
         assert_items_well_formed(seg.val, 32, num_classes)
 
 
-def folder_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @settings(max_examples=12, **SETTINGS)
 @given(seed=st.integers(0, 2**32 - 1), other=st.integers(0, 2**32 - 1), size=st.integers(8, 24))
 def test_generator_is_deterministic_by_seed(seed, other, size):
-    with folder() as d:
+    with fresh_folder() as d:
         a = folder_bytes(generate_sample(d / "a", 2, 1, size, seed))
         b = folder_bytes(generate_sample(d / "b", 2, 1, size, seed))
         assert a == b  # same seed: the same bytes, file for file

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlx_translation.data import read_records, validate
 
-from mlx_core import ConfigError, DataError
+from mlx_core import DataError
+from mlx_core.hostile import HOSTILE_TEXT, JSON_VALUES, TEXT, assert_one_line_error, offline_hf_caches
 
 SETTINGS = {
     "deadline": None,
@@ -29,35 +30,11 @@ SETTINGS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _hf_caches_in_temp(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("hf-home")
-        mp.setenv("HF_HOME", str(home))
-        mp.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
-        mp.setenv("HF_DATASETS_OFFLINE", "1")
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    with offline_hf_caches(tmp_path_factory.mktemp("hf-home")):
         yield
 
 
 # --- strategies ------------------------------------------------------------------------------
-#: characters that trip up line-based and Arrow-based readers: line separators JSON leaves raw,
-#: NUL, bidi overrides, a BOM, control characters, astral-plane emoji
-AWKWARD = "\u2028\u2029\x85\x00\u202e\u200f\u061c\ufeff\x1c\x0b\x0c\t\r\n é中🙂"
-#: any Unicode scalar value (no lone surrogates): text a valid file can hold
-SCALAR = st.characters(codec="utf-8") | st.sampled_from(AWKWARD)
-TEXT = st.text(SCALAR, min_size=1, max_size=16).filter(str.strip)
-#: ...or with a lone surrogate (valid as a JSON "\udXXX" escape, not Unicode text)
-HOSTILE_TEXT = st.text(SCALAR, max_size=12) | st.builds(
-    lambda a, s, b: a + s + b,
-    st.text(SCALAR, max_size=4),
-    st.characters(categories=["Cs"]),
-    st.text(SCALAR, max_size=4),
-)
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | HOSTILE_TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3),
-    max_leaves=6,
-)
 LANGS = ("en", "fr", "de", "eo")
 
 
@@ -128,16 +105,6 @@ def write(folder: Path, fmt: str, records: list[dict], source: str, target: str,
         else:
             Path(f"{name}.jsonl").write_bytes(dump_jsonl(part, draw_bool()))
     return path
-
-
-def assert_one_line_error(err: Exception, *names: str) -> str:
-    msg = str(err)
-    assert isinstance(err, (DataError, ConfigError)), f"{type(err).__name__}: {msg}"
-    assert msg.strip() and len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg, repr(msg)
-    msg.encode("utf-8")  # printable on a UTF-8 terminal: no lone surrogate copied from the data
-    for name in names:
-        assert name in msg, (name, msg)
-    return msg
 
 
 def assert_well_formed(records: list[dict], source: str, target: str) -> None:
