@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from mlx_multimodal import data as D
 
 from mlx_core import DataError
-from mlx_core.hostile import HOSTILE_TEXT, JSON_VALUES, SCALAR, TEXT, assert_one_line_error, offline_hf_caches
+from mlx_core.hostile import (
+    BLANK_JSON_LINES,
+    HOSTILE_JSON_LINES,
+    HOSTILE_TEXT,
+    JSON_VALUES,
+    SCALAR,
+    TEXT,
+    assert_one_line_error,
+    offline_hf_caches,
+)
 
 from conftest import stage_ctx
 
@@ -207,27 +216,8 @@ def corrupted_file(draw) -> tuple[str, bytes, bool]:
         return suffix, b"[" + huge + b"]", True
     lines = blob.split(b"\n")
     n = draw(st.integers(0, len(lines)))
-    line = draw(
-        st.sampled_from(
-            [
-                b"",
-                b"   ",
-                b"\t\r",
-                b"\x0c",
-                "\u3000".encode(),
-                "\u2028".encode(),
-                b"null",
-                b"[]",
-                b"{}",
-                b"{oops",
-                b"[" * 50_000,
-                b'{"question": ' + b"1" * 5000 + b"}",
-                b"\x00",
-                b"//comment",
-            ]
-        )
-    )
-    still_valid = suffix == ".jsonl" and line in (b"", b"   ", b"\t\r")
+    line = draw(st.sampled_from([*HOSTILE_JSON_LINES, b"//comment"]))
+    still_valid = suffix == ".jsonl" and line in HOSTILE_JSON_LINES[:BLANK_JSON_LINES]
     return suffix, b"\n".join([*lines[:n], line, *lines[n:]]), still_valid
 
 

@@ -134,6 +134,15 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3),
     max_leaves=6,
 )
+#: lines a JSON Lines reader meets in the wild. The first three are blank in JSON's sense (a
+#: reader should skip them); then other Unicode blanks, JSON that is no record, broken JSON,
+#: nesting 50,000 deep (RecursionError), a 5,000-digit integer (ValueError) and a NUL byte
+HOSTILE_JSON_LINES: tuple[bytes, ...] = (
+    b"", b"   ", b"\t\r", b"\x0c", "\u3000".encode(), "\u2028".encode(), b"null", b"[]", b"{}", b"{oops",
+    b"[" * 50_000, b'{"n": ' + b"1" * 5000 + b"}", b"\x00",
+)  # fmt: skip
+#: how many of HOSTILE_JSON_LINES are blank lines a JSON Lines reader must accept
+BLANK_JSON_LINES = 3
 
 
 # --- images (numpy and Pillow, imported when called) -----------------------------------------------
