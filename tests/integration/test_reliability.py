@@ -150,7 +150,7 @@ def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_ctrl_c_marks_training_interrupted(name, tmp_path):
+def test_ctrl_c_marks_training_interrupted_and_from_finishes_it(name, tmp_path):
     overrides, _ = RESUME[name]
     proc = spawn(mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(overrides)))
     run_dir = wait_for_epoch(tmp_path, name, proc)
@@ -163,6 +163,14 @@ def test_ctrl_c_marks_training_interrupted(name, tmp_path):
     train = json.loads((run_dir / "run.json").read_text())["stages"]["train"]
     assert train["status"] == "interrupted"
     assert not (run_dir / ".lock").exists()
+    logged = [row["step"] for row in train["history"]]
+    # a clean stop leaves a checkpoint behind every logged epoch: --from finishes from there
+    resumed = subprocess.run(mlx("run", name, "train", "--from", str(run_dir)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    train = json.loads((run_dir / "run.json").read_text())["stages"]["train"]
+    assert train["status"] == "completed"
+    steps = [row["step"] for row in train["history"]]
+    assert steps[: len(logged)] == logged and steps == sorted(set(steps)), f"{name}: steps {logged} -> {steps}"
 
 
 @pytest.mark.parametrize("name", CASES)
