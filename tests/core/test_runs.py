@@ -98,6 +98,20 @@ def test_from_continues_in_same_directory_with_its_config(mlx, runs):
     assert len(list((runs / "linreg").iterdir())) == 1
 
 
+def test_relative_runs_dir_and_from_work_from_any_working_directory(mlx, tmp_path):
+    # the default --runs-dir is "runs", relative: plugins still get an absolute ctx.run_dir, so
+    # ctx.path(...).relative_to(ctx.run_dir) works (it failed for every real exporter once)
+    first = mlx("run", "linreg", "export", "--set", "train.epochs=5", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_dir = Path(first.stdout.strip().splitlines()[-1])
+    assert run_dir.is_absolute() and run_dir.parent == (tmp_path / "runs" / "linreg").resolve()
+    rel = run_dir.relative_to(tmp_path.resolve())
+    again = mlx("run", "linreg", "export", "--from", str(rel), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    pred = mlx("predict", "linreg", str(rel), "1.5", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+
+
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path

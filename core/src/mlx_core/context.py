@@ -34,7 +34,7 @@ class RunContext:
     target:   the last stage this invocation runs.
     config:   the plugin's validated config (an instance of its ``PluginInfo.config``).
     device:   ``"cpu"`` or ``"cuda"`` (``auto`` is resolved before stages run).
-    run_dir:  the run directory; everything the run writes goes below it.
+    run_dir:  the run directory (absolute); everything the run writes goes below it.
     manifest: the run's ``run.json``; prefer the helper methods below.
     resumed:  true under ``--from``: an earlier invocation already worked in ``run_dir``.
     profile:  true under ``--profile`` (the runner wraps each stage in the plugin's profiler).
@@ -54,6 +54,12 @@ class RunContext:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     progress_bar: Progress | None = None
     output_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        # absolute, like every path ctx.path() returns: p.relative_to(ctx.run_dir) always works
+        self.run_dir = Path(self.run_dir).resolve()
+        if self.output_dir is not None:
+            self.output_dir = Path(self.output_dir).resolve()
 
     # --- where things go ------------------------------------------------------------------
     @property

@@ -94,7 +94,9 @@ def run(
             info.config, base=base, file=config_file, overrides=overrides, options=registry.options_classes()
         )
 
-    run_dir = Path(from_dir) if earlier else new_run_dir(Path(runs_dir), plugin)
+    # absolute: ctx.path() resolves its paths, so plugins may take them relative_to(ctx.run_dir)
+    # whatever --runs-dir (default: "runs", relative to the working directory) was given
+    run_dir = (Path(from_dir) if earlier else new_run_dir(Path(runs_dir), plugin)).resolve()
     with run_lock(run_dir):
         if earlier is not None:
             manifest = Manifest.load(run_dir)  # re-read under the lock
