@@ -109,16 +109,7 @@ def copy_into(dmp: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
         for name, t in dmp.state_dict().items():
             if name not in full:
                 raise KeyError(f"checkpoint has no entry {name!r}")
-            src = full[name]
-            if isinstance(t, ShardedTensor):
-                for shard in t.local_shards():
-                    off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                    idx = tuple(slice(o, o + s) for o, s in zip(off, size, strict=True))
-                    shard.tensor.copy_(src[idx])
-            elif _is_dtensor(t):
-                raise NotImplementedError(f"resuming DTensor state {name!r} is not supported")
-            else:
-                t.copy_(src)
+            _copy_shards(t, full[name], name)
 
 
 def predict_probs(model: torch.nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
