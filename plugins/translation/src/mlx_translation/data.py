@@ -165,6 +165,13 @@ def _is_unicode(text: str) -> bool:
 def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: str) -> Corpus:
     """Keep records with non-empty source and target texts; the first bad one is an error unless skipping."""
     out = Corpus(records=[], source=where)
+
+    def skip(kind: str, problem: str) -> None:
+        """Count the record as skipped under ``kind``, or raise naming ``problem`` unless skipping."""
+        if on_invalid != "skip":
+            raise DataError(f"{problem}; fix the record or set data.on_invalid=skip")
+        out.skipped[kind] = out.skipped.get(kind, 0) + 1
+
     for index, row in enumerate(rows):
         rid = row.get("id", index) if isinstance(row, dict) else index
         name = f"record {index} (id {rid!r}) of {where}"
@@ -175,32 +182,20 @@ def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: 
             )
         missing = [lang for lang in (source, target) if tr.get(lang) is None]
         if missing:
-            if on_invalid == "skip":
-                out.skipped["missing_language"] += 1
-                continue
-            raise DataError(
-                f"{name}: missing language key {missing[0]!r} (has {sorted(tr)}); fix the record or set data.on_invalid=skip"
-            )
+            skip("missing_language", f"{name}: missing language key {missing[0]!r} (has {sorted(tr)})")
+            continue
         texts = {lang: tr[lang] for lang in (source, target)}
         # a "\ud800" escape is valid JSON but no Unicode text: Arrow (Dataset.from_list) cannot hold it
         fields = {"id": str(rid), **texts}
         unicode = [k for k, text in fields.items() if isinstance(text, str) and not _is_unicode(text)]
         if unicode:
-            if on_invalid == "skip":
-                out.skipped["invalid_text"] = out.skipped.get("invalid_text", 0) + 1
-                continue
-            raise DataError(
-                f"{name}: {unicode[0]!r} {fields[unicode[0]]!r:.60} holds a lone surrogate escape, not Unicode "
-                "text; fix the record or set data.on_invalid=skip"
-            )
+            skip("invalid_text", f"{name}: {unicode[0]!r} {fields[unicode[0]]!r:.60} holds a lone surrogate escape, "
+                 "not Unicode text")  # fmt: skip
+            continue
         bad = [lang for lang, text in texts.items() if not isinstance(text, str) or not text.strip()]
         if bad:
-            if on_invalid == "skip":
-                out.skipped["empty_text"] += 1
-                continue
-            raise DataError(
-                f"{name}: empty {bad[0]!r} text {texts[bad[0]]!r}; fix the record or set data.on_invalid=skip"
-            )
+            skip("empty_text", f"{name}: empty {bad[0]!r} text {texts[bad[0]]!r}")
+            continue
         out.records.append(
             {"id": str(rid), "translation": {source: texts[source].strip(), target: texts[target].strip()}}
         )
