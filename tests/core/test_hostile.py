@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 from hypothesis import find, given, settings
+from hypothesis import strategies as st
 
 from mlx_core import ConfigError, DataError
 from mlx_core.hostile import (
+    BYTE_DAMAGE,
     HOSTILE_TEXT,
     JSON_VALUES,
     TEXT,
     assert_one_line_error,
     bmp_bomb,
     broken_png,
+    damaged_bytes,
     folder_bytes,
     fresh_folder,
     hostile_image_bytes,
@@ -156,3 +159,20 @@ def test_importing_mlx_core_or_listing_plugins_does_not_load_the_kit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert "hypothesis" not in imported_packages("plugins", "list")
+
+
+@given(blob=st.binary(max_size=40), how=st.sampled_from(BYTE_DAMAGE), data=st.data())
+def test_damaged_bytes_spoils_the_way_it_says(blob, how, data):
+    out = data.draw(damaged_bytes(blob, how))
+    if how == "truncate":
+        assert blob.startswith(out)
+    elif how == "insert bytes":
+        assert len(out) > len(blob)
+    elif how == "invalid utf-8":
+        with pytest.raises(UnicodeDecodeError):
+            out.decode("utf-8")
+
+
+def test_damaged_bytes_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="expected one of"):
+        find(damaged_bytes(b"abc", "shred"), lambda _: True)

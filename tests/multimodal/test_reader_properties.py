@@ -22,12 +22,14 @@ from mlx_multimodal import data as D
 from mlx_core import DataError
 from mlx_core.hostile import (
     BLANK_JSON_LINES,
+    BYTE_DAMAGE,
     HOSTILE_JSON_LINES,
     HOSTILE_TEXT,
     JSON_VALUES,
     SCALAR,
     TEXT,
     assert_one_line_error,
+    damaged_bytes,
     offline_hf_caches,
 )
 
@@ -188,26 +190,16 @@ def corrupted_file(draw) -> tuple[str, bytes, bool]:
     records = draw(st.lists(valid_record(), min_size=1, max_size=3))
     text = dump(records, "jsonl" if suffix == ".jsonl" else draw(st.sampled_from(["json", "json-data"])), False)
     blob = text.encode("utf-8")
-    at = draw(st.integers(0, len(blob)))
-    op = draw(st.sampled_from(["truncate", "insert bytes", "invalid utf-8", "line", "empty", "huge", "random"]))
-    if op == "truncate":
-        return suffix, blob[:at], False
-    if op == "insert bytes":
-        return suffix, blob[:at] + draw(st.binary(min_size=1, max_size=8)) + blob[at:], False
-    if op == "invalid utf-8":
-        return (
-            suffix,
-            blob[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf"])) + blob[at:],
-            False,
-        )
+    op = draw(st.sampled_from([*BYTE_DAMAGE, "line", "empty", "huge"]))
+    if op in BYTE_DAMAGE:
+        return suffix, draw(damaged_bytes(blob, op)), False
     if op == "empty":
+        at = draw(st.integers(0, len(blob)))
         return (
             suffix,
             draw(st.sampled_from([b"", b"\n", b" \r\n\t", b"\xef\xbb\xbf", b"[]", b'{"data": []}']))[:at],
             False,
         )
-    if op == "random":
-        return suffix, draw(st.binary(max_size=64)), False
     if op == "huge":  # a 300 KB question and a 50 KB answer: big but valid
         rec = {"image": "a.png", "question": "why " * 75_000 + "?", "answers": ["x" * 50_000]}
         huge = json.dumps(rec).encode()

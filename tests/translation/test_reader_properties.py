@@ -20,11 +20,13 @@ from mlx_translation.data import read_records, validate
 
 from mlx_core import DataError
 from mlx_core.hostile import (
+    BYTE_DAMAGE,
     HOSTILE_JSON_LINES,
     HOSTILE_TEXT,
     JSON_VALUES,
     TEXT,
     assert_one_line_error,
+    damaged_bytes,
     offline_hf_caches,
 )
 
@@ -227,22 +229,11 @@ def corrupted_jsonl(draw) -> tuple[str, bytes, bool]:
     records = [{"id": "x", "translation": {"en": "a", "fr": "b"}}]
     records += [{"id": str(i), "translation": {"en": en, "fr": fr}} for i, (en, fr) in enumerate(pairs)]
     blob = dump_jsonl(records, draw(st.booleans()))
-    at = draw(st.integers(0, len(blob)))
-    op = draw(st.sampled_from(["truncate", "insert bytes", "invalid utf-8", "line", "empty", "huge", "random"]))
-    if op == "truncate":
-        return suffix, blob[:at], False
-    if op == "insert bytes":
-        return suffix, blob[:at] + draw(st.binary(min_size=1, max_size=8)) + blob[at:], False
-    if op == "invalid utf-8":
-        return (
-            suffix,
-            blob[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf"])) + blob[at:],
-            False,
-        )
+    op = draw(st.sampled_from([*BYTE_DAMAGE, "line", "empty", "huge"]))
+    if op in BYTE_DAMAGE:
+        return suffix, draw(damaged_bytes(blob, op)), False
     if op == "empty":
         return suffix, draw(st.sampled_from([b"", b"\n", b" \r\n\t", b"\xef\xbb\xbf", b"[]", b"{}"])), False
-    if op == "random":
-        return suffix, draw(st.binary(max_size=64)), False
     if op == "huge":  # a 1 MB sentence pair: big but valid
         huge = {"id": "huge", "translation": {"en": "the cat " * 65_000, "fr": "le chat " * 65_000}}
         return suffix, blob + json.dumps(huge).encode() + b"\n", True

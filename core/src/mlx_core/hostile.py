@@ -143,6 +143,27 @@ HOSTILE_JSON_LINES: tuple[bytes, ...] = (
 )  # fmt: skip
 #: how many of HOSTILE_JSON_LINES are blank lines a JSON Lines reader must accept
 BLANK_JSON_LINES = 3
+#: byte sequences that are never valid UTF-8: a stray 0xFF, a cut-off 2-byte sequence, an encoded
+#: surrogate, an overlong "/"
+INVALID_UTF8: tuple[bytes, ...] = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf")
+#: the ways ``damaged_bytes`` spoils a file
+BYTE_DAMAGE = ("truncate", "insert bytes", "invalid utf-8", "random")
+
+
+@st.composite
+def damaged_bytes(draw: st.DrawFn, blob: bytes, how: str) -> bytes:
+    """``blob`` spoiled one way (one of ``BYTE_DAMAGE``): cut at any offset, a few random bytes or an
+    invalid UTF-8 sequence inserted anywhere, or replaced by up to 64 random bytes."""
+    if how == "random":
+        return draw(st.binary(max_size=64))
+    at = draw(st.integers(0, len(blob)))
+    if how == "truncate":
+        return blob[:at]
+    if how == "insert bytes":
+        return blob[:at] + draw(st.binary(min_size=1, max_size=8)) + blob[at:]
+    if how == "invalid utf-8":
+        return blob[:at] + draw(st.sampled_from(INVALID_UTF8)) + blob[at:]
+    raise ValueError(f"how={how!r}; expected one of {BYTE_DAMAGE}")
 
 
 # --- images (numpy and Pillow, imported when called) -----------------------------------------------
