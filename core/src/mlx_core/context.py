@@ -39,6 +39,8 @@ class RunContext:
     resumed:  true under ``--from``: an earlier invocation already worked in ``run_dir``.
     profile:  true under ``--profile`` (the runner wraps each stage in the plugin's profiler).
     seed:     the run's seed (``config.seed`` when the config has one, else 0).
+    observers: ``mlx_core.observers.RunObserver`` objects that hear every ``log_metrics`` call
+              (trackers, a sweep's pruner); the runner fills it.
     """
 
     plugin: str
@@ -54,6 +56,7 @@ class RunContext:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     progress_bar: Progress | None = None
     output_dir: Path | None = None
+    observers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # absolute, like every path ctx.path() returns: p.relative_to(ctx.run_dir) always works
@@ -92,6 +95,8 @@ class RunContext:
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Record metrics (floats) of the current stage; with ``step``, also as a history row."""
         self.manifest.log_metrics(self.stage, metrics, step)
+        for observer in self.observers:  # after the manifest: run.json is never behind a tracker
+            observer.metrics(self.stage, metrics, step)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         self.log(f"[{self.stage}]{'' if step is None else f' step {step}'} {shown}")
 

@@ -70,8 +70,13 @@ def run(
     profile: bool = False,
     console: Console | None = None,
     command: list[str] | None = None,
+    observers: list[Any] | None = None,
 ) -> Manifest:
-    """Run ``plugin``'s stages up to ``stage``; returns the final manifest."""
+    """Run ``plugin``'s stages up to ``stage``; returns the final manifest.
+
+    ``observers`` (``mlx_core.observers.RunObserver``) hear the start, every ``ctx.log_metrics``
+    call and the end with the run's status."""
+    observers = list(observers or [])
     console = console or Console(stderr=True)
     rec = registry.get(plugin)
     check_stage(stage)
@@ -127,6 +132,8 @@ def run(
             options={k: v.model_dump(mode="json") for k, v in options.items()},
         )
         manifest.save()
+        for observer in observers:
+            observer.start(manifest)
         todo = [s for s in STAGES[: STAGES.index(stage) + 1]]
         console.print(f"run {run_dir}", highlight=False, soft_wrap=True)
         outputs: dict[str, Any] = {"data": None, "model": None}
@@ -134,15 +141,22 @@ def run(
             ctx = RunContext(
                 plugin=plugin, stage=todo[0], target=stage, config=cfg, device=dev, run_dir=run_dir,
                 manifest=manifest, resumed=earlier is not None, profile=profile,
-                option_values=options, console=console, progress_bar=bar,
+                option_values=options, console=console, progress_bar=bar, observers=observers,
             )  # fmt: skip
             overall = bar.add_task(f"{plugin}: {stage}", total=len(todo))
-            for i, name in enumerate(todo, start=1):
-                bar.update(overall, description=f"{plugin}: stage {i}/{len(todo)} {name}")
-                _run_one(registry, rec, ctx, name, outputs)
-                bar.advance(overall)
+            try:
+                for i, name in enumerate(todo, start=1):
+                    bar.update(overall, description=f"{plugin}: stage {i}/{len(todo)} {name}")
+                    _run_one(registry, rec, ctx, name, outputs)
+                    bar.advance(overall)
+            except BaseException:
+                for observer in observers:
+                    observer.end(manifest, manifest.data.get("status", "failed"))
+                raise
         manifest.data["status"] = "completed"
         manifest.save()
+        for observer in observers:
+            observer.end(manifest, "completed")
     return manifest
 
 
