@@ -28,7 +28,7 @@ class Recorder:
 
 def test_observer_hears_start_every_logged_row_and_the_end(tmp_path: Path) -> None:
     rec = Recorder()
-    manifest = run(Registry(), "linreg", "train", runs_dir=tmp_path, overrides=["train.epochs=30"], observers=[rec])
+    run(Registry(), "linreg", "train", runs_dir=tmp_path, overrides=["train.epochs=30"], observers=[rec])
     assert rec.events[0] == ("start", "linreg") and rec.events[-1] == ("end", "completed")
     stepped = [e for e in rec.events if e[0] == "metrics" and e[3] is not None]
     assert [e[3] for e in stepped] == [10, 20, 30], rec.events
