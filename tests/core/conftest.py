@@ -9,22 +9,6 @@ import pytest
 from mlx_core.testing import cli
 
 
-def one_line_error(proc, during_run: bool = False) -> str:
-    """Assert the process failed with exit 2 and one 'error: ' line; return it.
-
-    Errors found before a run starts are the only line on stderr; errors raised inside a
-    stage (``during_run``) come after the run's log lines, as its last line.
-    """
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
-    if not during_run:
-        assert len(lines) == 1, proc.stderr
-    return errors[0]
-
-
 @pytest.fixture
 def mlx():
     return cli

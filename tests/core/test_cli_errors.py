@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlx_core.hardware import has_cuda
-
-from conftest import one_line_error
+from mlx_core.testing import one_line_error
 
 
 def test_unknown_plugin_names_installed_and_closest(mlx):
@@ -129,7 +128,7 @@ def test_stage_check_failure_is_exit_1_and_recorded(mlx, tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: exported model differs")
-    from conftest import manifest
+    from .conftest import manifest
 
     run_dir = next((tmp_path / "linreg").iterdir())
     m = manifest(run_dir)

@@ -67,7 +67,7 @@ def test_broken_plugin_does_not_take_other_commands_down(mlx, tmp_path):
 
 
 def test_using_a_broken_plugin_is_one_line_error(mlx):
-    from conftest import one_line_error
+    from mlx_core.testing import one_line_error
 
     line = one_line_error(mlx("run", "broken_import", "data"))
     assert "broken" in line and "import failed" in line

@@ -104,14 +104,12 @@ def test_offline_hf_caches_sets_the_environment_and_restores_it(tmp_path, monkey
 
 # --- text strategies ---------------------------------------------------------------------------
 def test_hostile_text_and_json_values_can_hold_a_lone_surrogate():
-    assert _has_surrogate(find(HOSTILE_TEXT, _has_surrogate, settings=settings(database=None)))
-    key = find(
-        JSON_VALUES, lambda v: isinstance(v, dict) and any(map(_has_surrogate, v)), settings=settings(database=None)
-    )
+    assert _has_surrogate(find(HOSTILE_TEXT, _has_surrogate))
+    key = find(JSON_VALUES, lambda v: isinstance(v, dict) and any(map(_has_surrogate, v)))
     assert any(map(_has_surrogate, key))  # in JSON object keys too
 
 
-@settings(max_examples=100, database=None)
+@settings(max_examples=100)
 @given(text=TEXT)
 def test_text_is_non_blank_valid_unicode(text):
     assert text.strip()
@@ -138,7 +136,7 @@ def test_intact_image_bytes_decode_to_their_size_and_hostile_ones_say_when_intac
     pytest.importorskip("numpy")
     Image = pytest.importorskip("PIL.Image")
 
-    @settings(max_examples=30, database=None, deadline=None)
+    @settings(max_examples=30)
     @given(image=intact_image_bytes(), hostile=hostile_image_bytes())
     def check(image, hostile):
         data, size = image

@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 
 from mlx_core import UsageError, hub
-
-from conftest import one_line_error
+from mlx_core.testing import one_line_error
 
 
 def test_hub_lists_and_loads_published_models():

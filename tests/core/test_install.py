@@ -7,11 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from test_scaffold import CORE, install, make_venv
-
 from mlx_core.install import find_checkout
+from mlx_core.testing import one_line_error
 
-from conftest import one_line_error
+from .test_scaffold import CORE, install, make_venv
 
 
 def fake_checkout(root: Path, mlx) -> Path:

@@ -22,8 +22,9 @@ from mlx_core.runs import (
     sha256,
     sweep_partial_files,
 )  # fmt: skip
+from mlx_core.testing import one_line_error
 
-from conftest import manifest, one_line_error
+from .conftest import manifest
 
 
 def test_run_writes_complete_manifest(linreg_run: Path):
@@ -261,11 +262,10 @@ def test_predict_uses_exported_artifact(mlx, linreg_run):
 
 
 def test_ctx_path_refuses_escape(tmp_path):
-    from mlx_core import RunContext, RunError
+    from mlx_core import RunError
+    from mlx_core.testing import stage_context
 
-    ctx = RunContext(
-        plugin="p", stage="data", target="data", config=None, device="cpu", run_dir=tmp_path, manifest=None
-    )  # type: ignore[arg-type]
+    ctx = stage_context(tmp_path, "p")
     assert ctx.path("a", "b.txt") == (tmp_path / "a" / "b.txt").resolve()
     with pytest.raises(RunError, match="escapes the run directory"):
         ctx.path("..", "evil.txt")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error
+from mlx_core.testing import one_line_error
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 

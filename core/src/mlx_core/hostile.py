@@ -36,7 +36,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('mlx_core.hostile needs hypothesis: pip install "mlx-core[test]"') from exc
 
-from .errors import ConfigError, DataError
+from . import testing as _testing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,29 +50,8 @@ __all__ = [
 
 
 # --- judging what escapes --------------------------------------------------------------------------
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def assert_one_line_error(
-    err: BaseException,
-    *names: object,
-    types: type[BaseException] | tuple[type[BaseException], ...] = (DataError, ConfigError),
-) -> str:
-    """Assert ``err`` is a user error: an instance of ``types`` (anything else escaped the reader),
-    whose message is one non-blank line (no line break of any kind) printable as UTF-8 (no lone
-    surrogate copied from the data) and names each of ``names`` (compared as ``str``). Returns the message."""
-    msg = str(err)
-    assert isinstance(err, types), f"{type(err).__name__} escaped: {_short(msg)}"
-    one_line = msg.strip() and len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg
-    assert one_line, f"message is not one line: {_short(repr(msg))}"
-    try:
-        msg.encode("utf-8")
-    except UnicodeEncodeError:
-        raise AssertionError(f"message is not printable as UTF-8 (a lone surrogate): {_short(repr(msg))}") from None
-    for name in names:
-        assert str(name) in msg, f"{name!s} not named in: {_short(msg)}"
-    return msg
+# one judge of user errors for the project: mlx_core.testing holds it, this kit re-exports it
+assert_one_line_error = _testing.assert_one_line_error
 
 
 # --- folders and environments ----------------------------------------------------------------------

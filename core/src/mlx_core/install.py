@@ -21,14 +21,12 @@ import tomli_w
 import tomllib
 
 from .errors import UsageError
+from .libraries import LOCKED_DISTRIBUTIONS
 from .runs import atomic_write
 
 LOCK_VERSION = 1
-#: distributions whose versions a lock file records (what plugins run on)
-RUNTIME_DISTS = (
-    "torch", "torchvision", "torchrec", "fbgemm-gpu", "fbgemm-gpu-cpu", "paddlepaddle", "paddlepaddle-gpu",
-    "executorch", "onnxruntime", "transformers", "datasets", "bitsandbytes", "torchao",
-)  # fmt: skip
+#: distributions whose versions a lock file records (what plugins run on; the table in libraries.py)
+RUNTIME_DISTS = LOCKED_DISTRIBUTIONS
 
 
 @dataclass

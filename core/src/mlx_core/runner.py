@@ -19,7 +19,7 @@ from .context import RunContext, make_progress
 from .errors import DeviceError, MlxError, PluginError, RunError, Terminated, UsageError
 from .hardware import has_cuda
 from .info import STAGES
-from .plugins import PluginRecord, Registry
+from .plugins import PluginRecord, Registry, api_version
 from .profiling import profile_stage
 from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
 
@@ -259,9 +259,9 @@ def doctor(registry: Registry) -> dict[str, Any]:
     from .hardware import gpu_names
 
     libs = {}
-    for dist in ("torch", "torchvision", "torchrec", "fbgemm-gpu", "fbgemm-gpu-cpu", "paddlepaddle", "paddlepaddle-gpu",
-                 "executorch", "onnxruntime", "transformers", "datasets", "bitsandbytes", "torchao",
-                 "torchmultimodal-nightly", "pluggy", "typer", "rich", "pydantic"):  # fmt: skip
+    from .libraries import DOCTOR_DISTRIBUTIONS
+
+    for dist in DOCTOR_DISTRIBUTIONS:
         try:
             libs[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -277,15 +277,9 @@ def doctor(registry: Registry) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "mlx-core": __version__,
-        "core_api": registry_api(),
+        "core_api": api_version(),
         "gpus": list(gpu_names()),
         "cuda_available": has_cuda(),
         "libraries": libs,
         "plugins": plugins,
     }
-
-
-def registry_api() -> str:
-    from . import API_VERSION
-
-    return API_VERSION

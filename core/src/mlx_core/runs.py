@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError
+from .libraries import TRACKED_MODULES
 
 try:
     import fcntl
@@ -32,12 +33,8 @@ MANIFEST = "run.json"
 LOCK = ".lock"
 SCHEMA_VERSION = 1
 
-# Libraries whose versions go into the manifest when a stage has imported them.
-TRACKED_LIBRARIES = (
-    "torch", "torchvision", "torchrec", "fbgemm_gpu", "torchmultimodal", "paddle", "executorch",
-    "onnx", "onnxruntime", "transformers", "datasets", "tokenizers", "sacrebleu", "bitsandbytes",
-    "torchao", "peft", "accelerate", "numpy", "PIL",
-)  # fmt: skip
+# Libraries whose versions go into the manifest when a stage has imported them (the table in libraries.py).
+TRACKED_LIBRARIES = TRACKED_MODULES
 
 
 def now_iso() -> str:

@@ -11,25 +11,43 @@ Subclass ``PluginConformance`` and name your plugin; pytest collects the checks:
 Or call the functions directly (``check_description``, ``run_stage``). The plugin must be
 *installed* (its entry point in the ``mlx`` group), exactly as users will have it. Installed as
 a pytest plugin (entry point ``pytest11``), this module also provides the fixtures
-``mlx_registry`` and ``mlx_run``.
+``mlx_registry`` and ``mlx_run`` and registers the hypothesis settings profile ``mlx``.
+
+The test harness every tests folder shares (no folder keeps its own copy):
+
+- ``sets(*overrides)`` -> ``["--set", o, ...]``; ``device_under_test()`` -> ``$MLX_TEST_DEVICE`` or cpu;
+- ``stage_process(plugin, stage, runs_dir, overrides)`` -> the finished ``mlx run`` subprocess,
+  ``run_dir_of(proc)`` -> its run directory (asserting success), ``run_stage(...)`` -> its manifest;
+- ``one_line_error(proc)``: the judge of a user error of the CLI (exit 2, one ``error:`` line, no
+  traceback); ``assert_one_line_error(exc)``: the same judge for a raised exception;
+- ``stage_context(run_dir, ...)``: a real ``RunContext`` with a manifest, for calling a stage
+  function in process;
+- the hypothesis profile ``mlx`` (no deadline, no example database, no health check against
+  function-scoped fixtures or slow data), loaded with ``--hypothesis-profile=mlx``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .config import describe
+from .errors import ConfigError, DataError
 from .info import STAGES, PluginInfo
+from .libraries import HEAVY_MODULES
 from .plugins import OK, PluginRecord, Registry
 from .runs import Manifest
+
+if TYPE_CHECKING:
+    from .context import RunContext
 
 
 def load(name: str) -> PluginRecord:
@@ -93,21 +111,180 @@ def cli(
     )
 
 
+def sets(*overrides: str) -> list[str]:
+    """``["--set", o1, "--set", o2, ...]``: config overrides as ``mlx run`` arguments."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def device_under_test() -> str:
+    """The device a plugin's tests run on: ``$MLX_TEST_DEVICE`` (nox's ``<plugin>-cuda`` sessions
+    set ``cuda``), else ``cpu``."""
+    return os.environ.get("MLX_TEST_DEVICE") or "cpu"
+
+
+def stage_process(
+    name: str,
+    stage: str,
+    runs_dir: str | os.PathLike,
+    overrides: list[str] | tuple[str, ...] = (),
+    *extra: str,
+    device: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """``mlx run NAME STAGE --runs-dir RUNS_DIR --device DEVICE --set ... EXTRA`` in a subprocess,
+    finished; nothing asserted (a test of bad input judges it with ``one_line_error``).
+    ``device`` defaults to ``device_under_test()``."""
+    args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", device or device_under_test()]
+    return cli(*args, *sets(*overrides), *extra, env=env, timeout=timeout)
+
+
+def run_dir_of(proc: subprocess.CompletedProcess) -> Path:
+    """The run directory a successful ``mlx run`` printed as its last stdout line (asserting exit 0)."""
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 def run_stage(
     name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str
 ) -> Manifest:
-    """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest."""
-    args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", "cpu"]
-    for o in overrides:
-        args += ["--set", o]
-    proc = cli(*args, *extra)
-    assert proc.returncode == 0, f"mlx {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
-    run_dir = Path(proc.stdout.strip().splitlines()[-1])
-    manifest = Manifest.load(run_dir)
+    """``mlx run NAME STAGE`` in a subprocess on cpu; asserts success (every stage up to STAGE
+    completed or skipped) and returns the run's manifest."""
+    proc = stage_process(name, stage, runs_dir, overrides, *extra, device="cpu")
+    assert proc.returncode == 0, f"mlx run {name} {stage} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    manifest = Manifest.load(run_dir_of(proc))
     for s in STAGES[: STAGES.index(stage) + 1]:
         status = manifest.stage_status(s)
         assert status in ("completed", "skipped"), f"stage {s} is {status}"
     return manifest
+
+
+def run_in_process(
+    registry: Registry,
+    name: str,
+    stage: str,
+    runs_dir: str | os.PathLike,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    device: str = "cpu",
+    **options: Any,
+) -> Manifest:
+    """``runner.run`` of plugin NAME up to STAGE in this process, with ``registry`` (e.g. plugins
+    registered by hand), its log kept in a buffer; returns the final manifest. ``options`` go to
+    ``runner.run`` (``from_dir``, ``observers``, ...)."""
+    from rich.console import Console
+
+    from . import runner
+
+    console = Console(file=io.StringIO(), stderr=False)
+    return runner.run(registry, name, stage, overrides=overrides, runs_dir=runs_dir, device=device, console=console,
+                      **options)  # fmt: skip
+
+
+# --- judging user errors ---------------------------------------------------------------------------
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def assert_one_line_error(
+    err: BaseException,
+    *names: object,
+    types: type[BaseException] | tuple[type[BaseException], ...] = (DataError, ConfigError),
+) -> str:
+    """Assert ``err`` is a user error: an instance of ``types`` (anything else escaped the reader),
+    whose message is one non-blank line (no line break of any kind) printable as UTF-8 (no lone
+    surrogate copied from the data) and names each of ``names`` (compared as ``str``). Returns the message.
+    (Also exported by ``mlx_core.hostile``.)"""
+    msg = str(err)
+    assert isinstance(err, types), f"{type(err).__name__} escaped: {_short(msg)}"
+    _assert_one_line(msg, names)
+    return msg
+
+
+def _assert_one_line(msg: str, names: tuple[object, ...]) -> None:
+    one_line = msg.strip() and len(msg.splitlines()) == 1 and "\n" not in msg and "\r" not in msg
+    assert one_line, f"message is not one line: {_short(repr(msg))}"
+    try:
+        msg.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AssertionError(f"message is not printable as UTF-8 (a lone surrogate): {_short(repr(msg))}") from None
+    for name in names:
+        assert str(name) in msg, f"{name!s} not named in: {_short(msg)}"
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *names: object, during_run: bool = False) -> str:
+    """Assert the CLI process failed as a user error and return its ``error: ...`` line: exit code 2,
+    no traceback, exactly one ``error: `` line, the last line on stderr, one line that names each of
+    ``names``. Errors found before a run starts are the only line on stderr; errors raised inside a
+    stage (``during_run``) come after the run's log lines (its banner, a stage's progress)."""
+    tail = proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, f"exit {proc.returncode}, expected 2:\n{tail}"
+    assert "Traceback" not in proc.stderr, tail
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], f"expected one error line, the last:\n{tail}"
+    if not during_run:
+        assert len(lines) == 1, f"expected the error line alone:\n{tail}"
+    _assert_one_line(errors[0], names)
+    return errors[0]
+
+
+# --- in-process stage calls ------------------------------------------------------------------------
+def stage_context(
+    run_dir: str | os.PathLike,
+    plugin: str = "test",
+    config: Any = None,
+    stage: str = "data",
+    *,
+    target: str | None = None,
+    device: str = "cpu",
+    quiet: bool = True,
+    **fields: Any,
+) -> RunContext:
+    """A real ``RunContext`` for calling a stage function in process: ``run_dir`` is created, with a
+    fresh manifest (``run.json``) for ``plugin``; ``quiet`` sends ``ctx.log`` to a buffer (read it
+    as ``ctx.console.file.getvalue()``). ``fields`` set the other context fields (``resumed``,
+    ``option_values``, ...)."""
+    from rich.console import Console
+
+    from .context import RunContext
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if quiet:
+        fields.setdefault("console", Console(file=io.StringIO(), width=200))
+    return RunContext(
+        plugin=plugin, stage=stage, target=target or stage, config=config, device=device, run_dir=run_dir,
+        manifest=Manifest.create(run_dir, plugin=plugin), **fields,
+    )  # fmt: skip
+
+
+# --- hypothesis ------------------------------------------------------------------------------------
+#: the settings every property test of the project shares (``--hypothesis-profile=mlx``): no
+#: deadline (a shared CI machine is slow at random moments: no timing-dependent tests), no example
+#: database (nothing written outside temporary folders), and no health check against the
+#: function-scoped fixtures and slow strategies the reader tests use on purpose
+HYPOTHESIS_PROFILE = "mlx"
+
+
+def register_hypothesis_profile() -> bool:
+    """Register the ``mlx`` hypothesis profile; False when hypothesis is not installed."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # mlx-core[test] not installed: nothing to register
+        return False
+    settings.register_profile(
+        HYPOTHESIS_PROFILE,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    return True
+
+
+# registered when pytest loads this module as a plugin (entry point pytest11), before hypothesis's own
+# pytest plugin reads --hypothesis-profile in pytest_configure
+register_hypothesis_profile()
 
 
 def check_answers_only_own_runs(name: str) -> None:
@@ -130,8 +307,8 @@ def check_answers_only_own_runs(name: str) -> None:
             assert impl.function(**kwargs) is None, f"mlx_{stage} answered for another plugin's run"
 
 
-HEAVY_LIBRARIES = ("torch", "torchvision", "torchrec", "fbgemm_gpu", "paddle", "transformers", "datasets",
-                   "tensorflow", "jax", "executorch", "onnxruntime", "bitsandbytes", "torchmultimodal")  # fmt: skip
+#: libraries ``mlx plugins list`` must never import (the table in mlx_core.libraries)
+HEAVY_LIBRARIES = HEAVY_MODULES
 
 _IMPORTS_SNIPPET = """
 import json, sys
