@@ -73,9 +73,9 @@ def time_ms(fn: Any, *args: Any, repeats: int) -> dict[str, float]:
 def bench_lm(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
     import torch
     from mlx_quant.config import ModelConfig
-    from mlx_quant.data import generate_corpus
     from mlx_quant.model import ByteTokenizer, create_default_model, load_model, quiet, windows
     from mlx_quant.ptq import torchao_quantize
+    from mlx_quant.sample import generate_corpus
     from mlx_quant.train import lm_loss, perplexity
 
     quiet()

@@ -132,6 +132,7 @@ def memory_bench(n_tables: int, rows: int, dim: int) -> dict:
 def train_bench(nproc: int, sharding: str, data_dir: Path, examples: int, epochs: int) -> dict:
     from mlx_recsys import data as D
     from mlx_recsys.config import RecsysConfig
+    from mlx_recsys.sample import generate_click_log
     from mlx_recsys.train import launch
 
     cfg = RecsysConfig.model_validate(
@@ -145,7 +146,7 @@ def train_bench(nproc: int, sharding: str, data_dir: Path, examples: int, epochs
     )  # fmt: skip
     tsv = data_dir / "clicks.tsv"
     if not tsv.exists():
-        D.generate_click_log(tsv, examples, cfg.data.users, cfg.data.products, cfg.data.categories, 0)
+        generate_click_log(tsv, examples, cfg.data.users, cfg.data.products, cfg.data.categories, 0)
     schema = D.Schema.from_config(cfg)
     n_good = sum(1 for _ in D.read_tsv(tsv, schema))
     n_train, n_val = D.split_counts(n_good, cfg.data.val_fraction)

@@ -1,4 +1,4 @@
-"""Image-folder classification data in the Flowers-102 layout, and a generated sample in it.
+"""Image-folder classification data in the Flowers-102 layout: the reader and the data stage.
 
 Layout (as the widely used Flowers-102 image-folder release)::
 
@@ -7,19 +7,20 @@ Layout (as the widely used Flowers-102 image-folder release)::
 Class folders are sorted (numerically when all names are numbers, as Flowers' "1".."102"); the
 optional ``cat_to_name.json`` maps folder names to readable names. The default sample draws
 class-specific textures (stripes at an angle per class, with random phase, colour and noise),
-writes them as JPEGs in this layout and reads them back with the same reader.
+writes them as JPEGs in this layout (``sample.py``) and reads them back with the same reader.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mlx_core import DataError
+
+from .sample import write_sample
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
 SPLITS = ("train", "valid")
@@ -116,36 +117,6 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
             raise DataError(f"{root / split} holds no images ({', '.join(sorted(EXTENSIONS))})")
         splits[split] = Split(np.stack(images), np.array(labels, dtype=np.int64), files)
     return ImageData(root, classes, names, splits["train"], splits["valid"], image_size)
-
-
-def _texture(rng: np.random.Generator, label: int, classes: int, size: int) -> np.ndarray:
-    angle = math.pi * label / classes
-    freq = rng.uniform(0.35, 0.5)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    phase = rng.uniform(0, 2 * math.pi)
-    wave = np.sin(freq * (xx * math.cos(angle) + yy * math.sin(angle)) + phase)
-    base = rng.uniform(0.2, 0.8, size=3)
-    amp = rng.uniform(0.15, 0.3)
-    img = base[None, None, :] + amp * wave[:, :, None] + rng.normal(0, 0.05, size=(size, size, 3))
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
-def write_sample(root: Path, classes: int, per_class: int, valid_per_class: int, size: int, seed: int) -> Path:
-    """Generate the default sample in the Flowers-102 layout under ``root``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", per_class), ("valid", valid_per_class)):
-        for c in range(classes):
-            folder = root / split / str(c + 1)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(_texture(rng, c, classes, size)).save(
-                    folder / f"image_{c + 1:03d}_{i:05d}.jpg", quality=95
-                )
-    names = {str(c + 1): f"stripes-{round(180 * c / classes)}deg" for c in range(classes)}
-    (root / "cat_to_name.json").write_text(json.dumps(names, indent=1))
-    return root
 
 
 def build(ctx) -> ImageData:

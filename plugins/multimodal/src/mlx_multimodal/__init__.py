@@ -23,7 +23,7 @@ def mlx_plugin():
         config=MultimodalConfig,
         requires=("torch", "torchvision", "torchmultimodal", "datasets", "tokenizers", "transformers"),
         profiler="torch",
-        core_api=">=1.1,<2",  # atomic_dir
+        core_api=">=1.2,<2",  # mlx_core.jsonl (1.2), atomic_dir (1.1)
     )
 
 

@@ -27,7 +27,7 @@ def mlx_plugin():
         options=QuantOptions,
         requires=("torch", "transformers", "accelerate", "bitsandbytes", "peft", "torchao", "executorch", "matplotlib"),
         profiler="torch",
-        core_api=">=1.1,<2",  # ctx.atomic_dir
+        core_api=">=1.2,<2",  # mlx_core.jsonl (1.2), ctx.atomic_dir (1.1)
     )
 
 

@@ -45,7 +45,7 @@ def mlx_plugin():
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
-        core_api=">=1.1,<2",  # atomic_dir
+        core_api=">=1.2,<2",  # mlx_core.jsonl (1.2), atomic_dir (1.1)
     )
 
 

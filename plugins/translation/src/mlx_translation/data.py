@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_core import ConfigError, DataError
+from mlx_core.jsonl import read_jsonl as read_jsonl_records
 
 from . import grammar
 
@@ -45,24 +46,10 @@ class Corpus:
 
 # --- readers --------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> list[Any]:
-    rows: list[Any] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except (ValueError, RecursionError) as exc:  # also an over-long integer, too deep nesting
-                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(":")[0][:100]
-                    raise DataError(
-                        f"{path}:{lineno}: not valid JSON ({msg}); expected one opus_books record per line"
-                    ) from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; expected JSON lines") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    return rows
+    """Records of a JSON Lines file through the core's reader (``mlx_core.jsonl``: lines end at
+    "\\n", JSON-whitespace lines are blank, errors name file:line). Lone surrogates are kept:
+    ``validate`` skips such records or names them, as ``data.on_invalid`` says."""
+    return read_jsonl_records(path, expected="one opus_books record per line", lone_surrogates="keep")
 
 
 def read_parquet(path: Path) -> list[Any]:
