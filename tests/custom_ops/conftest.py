@@ -7,7 +7,6 @@ The build cache is the plugin's per-user default (``~/.cache/mlx_custom_ops`` or
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ import pytest
 # The test machine's few cores are shared: OpenMP teams of more than one thread spin against
 # each other and make tiny models 10-50x slower. CLI subprocesses inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-MLX = [sys.executable, "-m", "mlx_core"]
 
 # A RedNet small enough for a CLI run in seconds on 2 shared cores.
 TINY = [
@@ -32,13 +29,6 @@ TINY = [
     "train.batch_size=8",
     "export.batch=2",
 ]
-
-
-def sets(*overrides: str) -> list[str]:
-    out: list[str] = []
-    for o in overrides:
-        out += ["--set", o]
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlx_core.runs import Manifest
-from mlx_core.testing import PluginConformance
+from mlx_core.testing import PluginConformance, cli, one_line_error, run_dir_of, stage_process
 
-from conftest import MLX, TINY, sets
+from .conftest import TINY
 
 
 class TestConformance(PluginConformance):
@@ -22,22 +22,13 @@ class TestConformance(PluginConformance):
     overrides = TINY
 
 
-def mlx(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*MLX, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
+mlx = cli
 
 
 def run_ok(tmp_path: Path, stage: str, *overrides: str, extra: tuple[str, ...] = ()) -> Manifest:
-    proc = mlx(
-        "run", "custom_ops", stage, "--runs-dir", str(tmp_path), "--device", "cpu", *sets(*TINY, *overrides), *extra
+    return Manifest.load(
+        run_dir_of(stage_process("custom_ops", stage, tmp_path, [*TINY, *overrides], *extra, device="cpu"))
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Manifest.load(proc.stdout.strip().splitlines()[-1])
-
-
-def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 
 
 @pytest.mark.slow
@@ -88,19 +79,15 @@ def test_default_sample_is_learnable(tmp_path):
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path, overrides, needle):
-    proc = mlx("run", "custom_ops", "model", "--runs-dir", str(tmp_path), "--device", "cpu", *sets(*TINY, *overrides))
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = error_lines(proc)
-    assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+    proc = stage_process("custom_ops", "model", tmp_path, [*TINY, *overrides], device="cpu")
+    one_line_error(proc, needle, during_run=True)
 
 
 def test_missing_compiler_is_named(tmp_path):
     env = {"MLX_CUSTOM_OPS_CACHE": str(tmp_path / "cache"), "CXX": "/nonexistent/g++", "CC": "/nonexistent/gcc"}
-    proc = mlx("run", "custom_ops", "model", "--runs-dir", str(tmp_path), "--device", "cpu",
-               *sets(*TINY, "model.impl=custom", "model.backend=torch"), env=env)  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = error_lines(proc)
-    assert len(lines) == 1 and "no C++ compiler found" in lines[0] and "/nonexistent/g++" in lines[0], proc.stderr
+    proc = stage_process("custom_ops", "model", tmp_path, [*TINY, "model.impl=custom", "model.backend=torch"],
+                         device="cpu", env=env)  # fmt: skip
+    one_line_error(proc, "no C++ compiler found", "/nonexistent/g++", during_run=True)
 
 
 def test_missing_compiler_is_named_for_paddle(tmp_path):
@@ -136,7 +123,7 @@ def test_plugin_import_is_light():
 
 
 def test_data_stage_reads_a_user_folder(tmp_path):
-    from mlx_custom_ops.data import write_sample
+    from mlx_custom_ops.sample import write_sample
 
     root = write_sample(tmp_path / "flowers", classes=3, per_class=4, valid_per_class=2, size=24, seed=1)
     m = run_ok(tmp_path / "runs", "data", f"data.path={root}")

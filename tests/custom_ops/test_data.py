@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from mlx_custom_ops.data import read_folder, write_sample
+from mlx_custom_ops.data import read_folder
+from mlx_custom_ops.sample import write_sample
 from PIL import Image
 
 from mlx_core import DataError

@@ -23,8 +23,8 @@ from mlx_custom_ops.rednet_torch import RedNet as TorchRedNet  # noqa: E402
 from mlx_custom_ops.shapes import InvolutionShapeError  # noqa: E402
 from mlx_custom_ops.swap import swap_involution  # noqa: E402
 
-from mlx_core import RunContext, hookimpl, hookspecs  # noqa: E402
-from mlx_core.runs import Manifest  # noqa: E402
+from mlx_core import hookimpl, hookspecs  # noqa: E402
+from mlx_core.testing import stage_context  # noqa: E402
 
 TINY_NET = {"width": 4, "stem_channels": 8, "group_channels": 4, "kernel_size": 7, "stem_kernel_size": 3}
 
@@ -153,10 +153,8 @@ def model_via_hooks(tmp_path: Path, involution: str | None):
     pm.register(OtherPlugin(), name="other")
     pm.register(mlx_custom_ops, name="custom_ops")
     options = {"custom_ops": CustomOpsOptions(involution=involution)} if involution else {}
-    manifest = Manifest.create(tmp_path, plugin="other")
-    ctx = RunContext(plugin="other", stage="model", target="model", config=None, device="cpu", run_dir=tmp_path,
-                     manifest=manifest, option_values=options)  # fmt: skip
-    return pm.hook.mlx_model(ctx=ctx, data=None), manifest
+    ctx = stage_context(tmp_path, "other", stage="model", option_values=options)
+    return pm.hook.mlx_model(ctx=ctx, data=None), ctx.manifest
 
 
 def test_hook_wrapper_swaps_involution_in_other_plugins_model(tmp_path, torch_op):

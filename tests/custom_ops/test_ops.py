@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import random_case
+from .conftest import random_case
 
 paddle = pytest.importorskip("paddle")
 torch = pytest.importorskip("torch")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from mlx_custom_ops.data import EXTENSIONS, MEAN, STD, read_folder, write_sample
+from mlx_custom_ops.data import EXTENSIONS, MEAN, STD, read_folder
+from mlx_custom_ops.sample import write_sample
 from PIL import Image
 
 from mlx_core import DataError
@@ -32,7 +33,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:PIL.*"),
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
 ]
-SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -72,7 +72,7 @@ def assert_well_formed(data, size: int) -> None:
 TREE = {"train": {"1": [], "2": []}, "valid": {"1": [], "2": []}}
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=250)
 @given(
     content=hostile_image_bytes(),
     ext=st.sampled_from(sorted(EXTENSIONS) + [".JPG", ".PNG"]),
@@ -102,7 +102,7 @@ def test_hostile_image_file_is_read_or_named_in_one_line(content, ext, split, cl
         assert len(out.train) + len(out.valid) == 5
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(
     content=st.binary(max_size=200) | hostile_image_bytes().map(lambda c: c[0]),
     name=st.sampled_from(["notes.txt", "README", "image.gif", "image.jpg.bak", "thumbs.db", "x.webp"]),
@@ -116,7 +116,7 @@ def test_files_without_an_image_extension_are_ignored(content, name):
 
 
 # --- round trips -------------------------------------------------------------------------------------
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(data=st.data(), size=st.integers(1, 16), n_classes=st.integers(2, 4), gray=st.booleans())
 def test_drawn_images_read_back_exactly(data, size, n_classes, gray):
     """PNGs already at image_size: pixels, labels and file order come back unchanged."""
@@ -141,7 +141,7 @@ def test_drawn_images_read_back_exactly(data, size, n_classes, gray):
             assert np.abs(back - split.images).max() < 1e-3
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 2**63), classes=st.integers(2, 4), per_class=st.integers(1, 3), size=st.integers(4, 16))
 def test_written_sample_reads_back_in_the_flowers_layout(seed, classes, per_class, size):
     with fresh_folder() as root:
@@ -157,7 +157,7 @@ def test_written_sample_reads_back_in_the_flowers_layout(seed, classes, per_clas
                 assert np.array_equal(np.asarray(im.convert("RGB")), image)
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=25)
 @given(seed=st.integers(0, 2**63), other=st.integers(0, 2**63), classes=st.integers(2, 3), size=st.integers(4, 16))
 def test_sample_writer_is_deterministic_by_seed(seed, other, classes, size):
     with fresh_folder() as d:
@@ -175,7 +175,7 @@ folder_name = st.text(st.characters(blacklist_characters="/\x00", blacklist_cate
 folder_name = folder_name.filter(lambda s: s not in (".", "..") and len(s.encode()) < 200)
 
 
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=100)
 @given(
     names=st.lists(folder_name | st.integers(0, 300).map(str), min_size=2, max_size=5, unique=True),
     hidden=st.lists(folder_name.map(lambda s: "." + s), max_size=2, unique=True),
@@ -205,7 +205,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @given(
     table=st.one_of(
         json_values.map(json.dumps),
@@ -251,7 +251,7 @@ def layouts(draw):
     return out
 
 
-@settings(max_examples=120, **SETTINGS)
+@settings(max_examples=120)
 @given(layout=layouts(), size=st.integers(2, 6))
 def test_any_folder_layout_reads_or_names_the_problem(layout, size):
     """Refused exactly when the Flowers layout is broken, with the folder or class named; else counted right."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from mlx_core.testing import cli, device_under_test, one_line_error, run_dir_of, stage_context, stage_process
+
+__all__ = ["DEVICE", "TINY", "error_line", "mlx", "run", "run_dir_of", "stage_ctx", "write_vqa"]
+
 #: nox's multimodal-cuda session sets MLX_TEST_DEVICE=cuda
-DEVICE = os.environ.get("MLX_TEST_DEVICE", "cpu")
+DEVICE = device_under_test()
 
 #: a generated set and model small enough for seconds per stage on one core
 TINY = [
@@ -21,33 +24,21 @@ TINY = [
 ]  # fmt: skip
 
 
+#: only this plugin loaded; wide lines so that no message is wrapped
+ENV = {"MLX_LOAD_PLUGINS": "multimodal", "COLUMNS": "200"}
+
+
 def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``mlx ARGS`` in a subprocess of this interpreter."""
-    env = {**os.environ, "MLX_LOAD_PLUGINS": "multimodal", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "mlx_core", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    return cli(*args, env=ENV, timeout=timeout)
 
 
 def run(runs: Path, stage: str, overrides: list[str], *extra: str) -> subprocess.CompletedProcess:
-    args = ["run", "multimodal", stage, "--runs-dir", str(runs), "--device", DEVICE, *extra]
-    for o in overrides:
-        args += ["--set", o]
-    return mlx(*args)
+    return stage_process("multimodal", stage, runs, overrides, *extra, device=DEVICE, env=ENV, timeout=600)
 
 
-def run_dir_of(proc: subprocess.CompletedProcess) -> Path:
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    """The single ``error:`` line of a failed command (asserting exit code 2 and nothing else on stderr)."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return errors[0]
+#: the single ``error:`` line of a failed command, the last on stderr (exit code 2, no traceback)
+error_line = partial(one_line_error, during_run=True)
 
 
 def write_vqa(folder: Path, records: list[dict], images: dict[str, tuple[int, int, int]] | None = None) -> Path:
@@ -77,12 +68,6 @@ def stage_ctx(tmp_path, model=None, train=None, **data_cfg):
     """A real ``RunContext`` (with a manifest) for calling stage functions in process."""
     from mlx_multimodal.config import MultimodalConfig
 
-    from mlx_core.context import RunContext
-    from mlx_core.runs import Manifest
-
     cfg = MultimodalConfig.model_validate({"data": {"image_size": 16, "wordpiece_vocab_size": 200, **data_cfg},
                                            "model": {"patch_size": 8, **(model or {})}, "train": train or {}})  # fmt: skip
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(parents=True)
-    return RunContext(plugin="multimodal", stage="data", target="data", config=cfg, device="cpu", run_dir=run_dir,
-                      manifest=Manifest.create(run_dir, plugin="multimodal"))  # fmt: skip
+    return stage_context(tmp_path / "run", "multimodal", cfg)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import TINY, error_line, run, write_vqa
+from .conftest import TINY, error_line, run, write_vqa
 
 
 def test_json_with_wrong_types(tmp_path, colour_records):

@@ -7,7 +7,7 @@ import sys
 
 from mlx_core.testing import PluginConformance
 
-from conftest import TINY
+from .conftest import TINY
 
 
 class TestConformance(PluginConformance):

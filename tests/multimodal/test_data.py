@@ -7,15 +7,17 @@ import json
 
 import pytest
 from mlx_multimodal import data as D
+from mlx_multimodal import records as R
+from mlx_multimodal import sample as S
 
 from mlx_core import DataError
 
-from conftest import stage_ctx, write_vqa
+from .conftest import stage_ctx, write_vqa
 
 
 def test_generated_answers_depend_on_the_image(tmp_path):
-    D.generate_shapes(tmp_path, n_train=300, n_val=10, seed=1, canvas=32)
-    recs = D.read_records(tmp_path / "train.jsonl")
+    S.generate_shapes(tmp_path, n_train=300, n_val=10, seed=1, canvas=32)
+    recs = R.read_records(tmp_path / "train.jsonl")
     assert len(recs) == 300
     assert all((tmp_path / r["image"]).is_file() for r in recs)
     by_question = collections.defaultdict(set)
@@ -31,14 +33,14 @@ def test_generated_answers_depend_on_the_image(tmp_path):
 def test_generated_colour_answer_matches_the_pixels(tmp_path):
     from PIL import Image
 
-    D.generate_shapes(tmp_path, n_train=60, n_val=1, seed=2, canvas=32)
+    S.generate_shapes(tmp_path, n_train=60, n_val=1, seed=2, canvas=32)
     checked = 0
-    for r in D.read_records(tmp_path / "train.jsonl"):
+    for r in R.read_records(tmp_path / "train.jsonl"):
         if not r["question"].startswith("what color"):
             continue
         with Image.open(tmp_path / r["image"]) as im:
             pixels = {c for _, c in im.convert("RGB").getcolors(1 << 16)}
-        assert D.COLORS[r["answers"][0]] in pixels
+        assert S.COLORS[r["answers"][0]] in pixels
         checked += 1
     assert checked >= 5
 
@@ -73,7 +75,7 @@ def test_wrong_types_name_the_record_and_field(tmp_path, record, expected):
     good = {"image": "a.png", "question": "q?", "answers": ["red"]}
     write_vqa(tmp_path, [good, record])
     with pytest.raises(DataError, match="train.jsonl record 2") as err:
-        D.read_records(tmp_path / "train.jsonl")
+        R.read_records(tmp_path / "train.jsonl")
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -81,10 +83,10 @@ def test_wrong_types_name_the_record_and_field(tmp_path, record, expected):
 def test_empty_and_broken_files(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n")
     with pytest.raises(DataError, match="empty data set"):
-        D.read_records(tmp_path / "train.jsonl")
+        R.read_records(tmp_path / "train.jsonl")
     (tmp_path / "train.jsonl").write_text('{"image": "a.png", "question": "q?", "answers": ["x"]}\n{oops\n')
-    with pytest.raises(DataError, match=r"train.jsonl:2: not a JSON record"):
-        D.read_records(tmp_path / "train.jsonl")
+    with pytest.raises(DataError, match=r"train.jsonl:2: not valid JSON"):
+        R.read_records(tmp_path / "train.jsonl")
 
 
 def test_bad_images_error_or_skip_and_count(tmp_path, colour_records):

@@ -11,7 +11,7 @@ import pytest
 
 from mlx_core.runs import Manifest
 
-from conftest import DEVICE, error_line, mlx, run, run_dir_of, stage_ctx, write_vqa
+from .conftest import DEVICE, error_line, mlx, run, run_dir_of, stage_ctx, write_vqa
 
 #: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
 SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]

@@ -15,9 +15,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mlx_multimodal import data as D
+from mlx_multimodal import records as R
+from mlx_multimodal import sample as S
 
 from mlx_core import DataError
 from mlx_core.hostile import (
@@ -33,13 +35,8 @@ from mlx_core.hostile import (
     offline_hf_caches,
 )
 
-from conftest import stage_ctx
+from .conftest import stage_ctx
 
-SETTINGS = {
-    "deadline": None,
-    "database": None,  # nothing written outside temporary folders
-    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-}
 #: the fields the reader uses: they must read back exactly as the file has them
 USED = ("question", "answers", "answer", "image", "image_path", "image_id")
 
@@ -109,7 +106,7 @@ def cited_records(msg: str) -> set[int]:
 def assert_well_formed(records: list) -> None:
     for i, rec in enumerate(records, start=1):
         assert isinstance(rec, dict)
-        D.check_record(rec, f"returned record {i}")  # the reader's own schema still holds after Arrow
+        R.check_record(rec, f"returned record {i}")  # the reader's own schema still holds after Arrow
         assert isinstance(rec["question"], str) and rec["question"].strip()
         answers = rec["answers"] if rec.get("answers") is not None else [rec.get("answer")]
         for a in answers:  # strings (or numbers): never a boolean, a null, a list
@@ -119,13 +116,13 @@ def assert_well_formed(records: list) -> None:
 def read(path: Path) -> list | Exception:
     """The records, or the exception ``read_records`` raised (any type: the caller judges it)."""
     try:
-        return D.read_records(path)
+        return R.read_records(path)
     except Exception as exc:  # noqa: BLE001 - the property is about which exceptions escape
         return exc
 
 
 # --- round trips -------------------------------------------------------------------------------
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=50)
 @example(records=[{"image": "0.png", "question": "0", "answer": "0\x85"}], fmt="jsonl", ensure_ascii=False, crlf=False)
 @given(
     records=st.lists(valid_record(), min_size=1, max_size=5),
@@ -144,7 +141,7 @@ def test_valid_records_read_back_unchanged(records, fmt, ensure_ascii, crlf):
     assert [used(r) for r in got] == [used(r) for r in records]
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300)
 @given(st.one_of(HOSTILE_TEXT, st.text(SCALAR), st.integers(), st.floats()))
 def test_normalize_answer_is_idempotent_and_canonical(value):
     once = D.normalize_answer(value)
@@ -156,7 +153,7 @@ def test_normalize_answer_is_idempotent_and_canonical(value):
 
 
 # --- hostile input -------------------------------------------------------------------------------
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @example(good=[], bad={"image": "0.png", "question": "0", "answers": [0, 0.0]}, where=0, fmt="jsonl", ensure_ascii=True)
 @example(good=[], bad={"image": "0.png", "question": "0\ud800", "answer": "0"}, where=0, fmt="json", ensure_ascii=True)
 @example(good=[], bad={"image": "0.png", "question": "0", "answer": True}, where=0, fmt="jsonl", ensure_ascii=True)
@@ -213,7 +210,7 @@ def corrupted_file(draw) -> tuple[str, bytes, bool]:
     return suffix, b"\n".join([*lines[:n], line, *lines[n:]]), still_valid
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @example((".jsonl", b'{"image": "a.png", "question": "q", "answer": "a"}\n' + b"[" * 50_000 + b"\n", False))
 @example((".json", b'[{"image": "a.png", "question": "q", "answer": ' + b"1" * 5000 + b"}]", False))
 @given(corrupted_file())
@@ -289,7 +286,7 @@ def make_image(folder: Path, root: Path, i: int, kind: str, garbage: bytes, cut:
             "nul in name": f"images/{i}\x00.png", "long name": "x" * 300 + ".png"}.get(kind, f"images/{i}.png"), None  # fmt: skip
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=80)
 @example((["newline in name", "good"], [["red"], ["blue"]], ["a", "b"], b"", 0.0, "error"))
 @example((["number name", "missing"], [["red"], ["blue"]], ["a", "b"], b"", 0.0, "skip"))
 @given(image_case())
@@ -343,7 +340,7 @@ ANSWER_LINES = st.lists(
 )
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=25)
 @given(
     lines=ANSWER_LINES,
     record_answers=st.lists(st.sampled_from(["red", "Blue", "green light", "purple"]), min_size=4, max_size=8),
@@ -408,7 +405,7 @@ def scene(path: Path, canvas: int) -> list[dict]:
     """The objects of a generated image read back from its pixels: colour, shape, side (one per quadrant)."""
     from PIL import Image
 
-    by_colour = {rgb: name for name, rgb in D.COLORS.items()}
+    by_colour = {rgb: name for name, rgb in S.COLORS.items()}
     with Image.open(path) as im:
         im = im.convert("RGB")
         assert im.size == (canvas, canvas)
@@ -439,9 +436,9 @@ def answer_from_scene(question: str, objs: list[dict]) -> str:
         return hits[0]
 
     if question == "how many objects are there?":
-        return D.NUMBERS[len(objs)]
+        return S.NUMBERS[len(objs)]
     if m := re.fullmatch(r"how many (\w+)s are there\?", question):
-        return D.NUMBERS[sum(o["shape"] == m[1] for o in objs)]
+        return S.NUMBERS[sum(o["shape"] == m[1] for o in objs)]
     if m := re.fullmatch(r"what color is the (\w+)\?", question):
         return only(shape=m[1])["color"]
     if m := re.fullmatch(r"what shape is the (\w+) object\?", question):
@@ -451,7 +448,7 @@ def answer_from_scene(question: str, objs: list[dict]) -> str:
     raise AssertionError(f"unknown question form {question!r}")
 
 
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=50)
 @example(seed=1, n_train=6, n_val=1, canvas=64, max_objects=4)  # four objects: "how many" once had no "four"
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -464,8 +461,8 @@ def test_generated_set_is_deterministic_and_answers_match_the_pixels(seed, n_tra
     """generate_shapes: same seed, same bytes; every answer is what the rendered image shows."""
     with tempfile.TemporaryDirectory() as d:
         a, b = Path(d) / "a", Path(d) / "b"
-        D.generate_shapes(a, n_train, n_val, seed, canvas=canvas, max_objects=max_objects)
-        D.generate_shapes(b, n_train, n_val, seed, canvas=canvas, max_objects=max_objects)
+        S.generate_shapes(a, n_train, n_val, seed, canvas=canvas, max_objects=max_objects)
+        S.generate_shapes(b, n_train, n_val, seed, canvas=canvas, max_objects=max_objects)
         files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
         assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
         assert len(files) == n_train + n_val + 2
@@ -476,7 +473,7 @@ def test_generated_set_is_deterministic_and_answers_match_the_pixels(seed, n_tra
             assert len(lines) == n
             for line in lines:
                 rec = json.loads(line)
-                D.check_record(rec, f"{split}.jsonl")
+                R.check_record(rec, f"{split}.jsonl")
                 objs = scene(a / rec["image"], canvas)
                 assert 1 <= len(objs) <= max_objects
                 assert rec["answers"] == [answer_from_scene(rec["question"], objs)], (rec, objs)
@@ -484,8 +481,8 @@ def test_generated_set_is_deterministic_and_answers_match_the_pixels(seed, n_tra
 
 def test_different_seeds_give_different_sets():
     with tempfile.TemporaryDirectory() as d:
-        D.generate_shapes(Path(d) / "a", 8, 1, seed=1)
-        D.generate_shapes(Path(d) / "b", 8, 1, seed=2)
+        S.generate_shapes(Path(d) / "a", 8, 1, seed=1)
+        S.generate_shapes(Path(d) / "b", 8, 1, seed=2)
         assert (Path(d) / "a/train.jsonl").read_bytes() != (Path(d) / "b/train.jsonl").read_bytes()
 
 

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import io
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from mlx_core.testing import cli
+from mlx_core.testing import run_in_process, stage_process
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the tiny domain plugin tinyseg.py used by the PTQ tests
@@ -20,23 +19,8 @@ TINY = ["model.hidden_size=32", "model.ffn_dim=64", "model.layers=2", "data.docu
         "data.max_eval_windows=4", "export.latency_repeats=1"]  # fmt: skip
 
 
-def one_line_error(proc, during_run: bool = False) -> str:
-    """Exit 2, no traceback, exactly one 'error: ' line, and it is the last line."""
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr[-3000:]
-    if not during_run:
-        assert len(lines) == 1, proc.stderr[-3000:]
-    return errors[0]
-
-
 def run_quant(runs: Path, stage: str, *sets: str, extra: tuple[str, ...] = ()):
-    args = ["run", "quant", stage, "--runs-dir", str(runs), "--device", "cpu"]
-    for s in (*TINY, *sets):
-        args += ["--set", s]
-    return cli(*args, *extra)
+    return stage_process("quant", stage, runs, [*TINY, *sets], *extra, device="cpu")
 
 
 @pytest.fixture
@@ -56,13 +40,7 @@ def registry():
 
 @pytest.fixture
 def run_inproc(registry, tmp_path):
-    from rich.console import Console
-
-    from mlx_core import runner
-
     def _run(plugin: str, stage: str, overrides: list[str]):
-        console = Console(file=io.StringIO(), stderr=False)
-        return runner.run(registry, plugin, stage, overrides=overrides, runs_dir=tmp_path / "runs", device="cpu",
-                          console=console)  # fmt: skip
+        return run_in_process(registry, plugin, stage, tmp_path / "runs", overrides)
 
     return _run

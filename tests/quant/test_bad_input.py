@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import one_line_error, run_quant
+from mlx_core.testing import one_line_error
+
+from .conftest import run_quant
 
 
 def test_8bit_and_4bit_both_requested(tmp_path):

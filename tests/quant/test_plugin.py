@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlx_quant.data import generate_corpus, read_texts
+from mlx_quant.data import read_texts
 from mlx_quant.model import matches
+from mlx_quant.sample import generate_corpus
 
 from mlx_core.testing import PluginConformance
 
-from conftest import TINY, run_quant
+from .conftest import TINY, run_quant
 
 
 class TestConformance(PluginConformance):

@@ -103,8 +103,8 @@ def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
     """The translation plugin's convention: an encoder-decoder with generate(), tokenized splits."""
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from mlx_core import ConfigError, RunContext
-    from mlx_core.runs import Manifest
+    from mlx_core import ConfigError
+    from mlx_core.testing import stage_context
 
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(T5Config(vocab_size=32, d_model=32, d_ff=64, d_kv=16, num_layers=1,
@@ -112,8 +112,7 @@ def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
                                                 eos_token_id=1))  # fmt: skip
     rows = [{"input_ids": [5 + i, 6, 7, 1], "labels": [8, 9 + i, 1]} for i in range(3)]
     data = {"tokenized": {"train": rows, "test": rows}, "tokenizer": WordTokenizer()}
-    ctx = RunContext(plugin="tinytrans", stage="export", target="export", config=None, device="cpu", run_dir=tmp_path,
-                     manifest=Manifest.create(tmp_path, plugin="tinytrans"))  # fmt: skip
+    ctx = stage_context(tmp_path, "tinytrans", stage="export")
     report = ptq.quantize_model(ctx, model, data, ["int8_dynamic"], 4, 2, ("export", "quant"))
     entry = report["schemes"]["int8_dynamic"]
     assert report["kind"] == "seq2seq" and report["eval_examples"] == 2

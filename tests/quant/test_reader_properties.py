@@ -11,14 +11,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from mlx_quant.data import generate_corpus, read_texts
+from mlx_quant.data import read_texts
+from mlx_quant.sample import generate_corpus
 
 from mlx_core import ConfigError, DataError
 from mlx_core.hostile import assert_one_line_error
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200)  # the rest from the "mlx" hypothesis profile
 SUFFIXES = [".txt", ".jsonl", ".json", ".csv", "", ".TXT", ".txt.gz"]
 
 
@@ -174,7 +175,7 @@ def test_jsonl_round_trip(texts, field, ensure_ascii, extra):
 
 
 # --- the generated corpus ---------------------------------------------------------------------
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(n=st.integers(2, 40), seed=st.integers(0, 2**64), other=st.integers(0, 2**64))
 def test_generated_corpus_is_deterministic_and_reads_back(n, seed, other):
     docs = generate_corpus(n, seed)

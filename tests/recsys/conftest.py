@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from mlx_core.testing import cli, run_dir_of, stage_process
 
 DIM = 8
 TABLES = (
@@ -24,20 +25,15 @@ TINY = [
 
 
 def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlx_core", *args], capture_output=True, text=True, timeout=timeout)
+    return cli(*args, timeout=timeout)
 
 
 def run(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    args = ["run", "recsys", stage, "--runs-dir", str(runs_dir), "--device", "cpu", *extra]
-    for s in sets:
-        args += ["--set", s]
-    return mlx(*args)
+    return stage_process("recsys", stage, runs_dir, sets, *extra, device="cpu", timeout=600)
 
 
 def run_ok(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> tuple[Path, dict]:
-    proc = run(stage, runs_dir, *sets, extra=extra)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    run_dir = run_dir_of(run(stage, runs_dir, *sets, extra=extra))
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
@@ -46,10 +42,6 @@ def line(label: str = "1", ints: list[str] | None = None, cats: list[str] | None
     ints = ints if ints is not None else ["1"] * 13
     cats = cats if cats is not None else [""] * 26
     return "\t".join([label, *ints, *cats]) + "\n"
-
-
-def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
 
 
 # 2 gloo processes (elastic launcher) with planner constraints; the 1-process path is the resume test's

@@ -4,20 +4,16 @@ All of these fail in the data stage's checks, before torch is imported, so they 
 
 import json
 import os
+from functools import partial
 
 import pytest
 
-from conftest import TINY, error_lines, line, run, run_ok
+from mlx_core.testing import one_line_error
 
+from .conftest import TINY, line, run, run_ok
 
-def expect_error(proc, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errs = error_lines(proc)
-    assert len(errs) == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for f in fragments:
-        assert f in errs[0], errs[0]
-    return errs[0]
+#: these fail in the data stage, after the run's banner: the error is the last line
+expect_error = partial(one_line_error, during_run=True)
 
 
 def good_lines(n: int) -> str:

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from conftest import mlx
+from .conftest import mlx
 
 
 def test_run_learns_and_exports(trained_run):

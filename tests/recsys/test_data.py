@@ -4,6 +4,7 @@ import pytest
 import torch
 from mlx_recsys import data as D
 from mlx_recsys.config import N_CATEGORICAL, RecsysConfig
+from mlx_recsys.sample import generate_click_log
 
 from mlx_core import DataError
 
@@ -83,9 +84,9 @@ def test_negative_id_is_an_error(tmp_path):
 
 def test_generated_log_is_deterministic_and_readable(tmp_path):
     a, b, c = tmp_path / "a.tsv", tmp_path / "b.tsv", tmp_path / "c.tsv"
-    fa = D.generate_click_log(a, 500, 50, 80, 5, seed=1)
-    D.generate_click_log(b, 500, 50, 80, 5, seed=1)
-    D.generate_click_log(c, 500, 50, 80, 5, seed=2)
+    fa = generate_click_log(a, 500, 50, 80, 5, seed=1)
+    generate_click_log(b, 500, 50, 80, 5, seed=1)
+    generate_click_log(c, 500, 50, 80, 5, seed=2)
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     assert 0.05 < fa["ctr"] < 0.95
     schema = D.Schema.from_config(RecsysConfig())
@@ -98,7 +99,7 @@ def test_generated_log_is_deterministic_and_readable(tmp_path):
 
 def test_power_law_popularity(tmp_path):
     p = tmp_path / "a.tsv"
-    D.generate_click_log(p, 4000, 400, 800, 5, seed=0)
+    generate_click_log(p, 4000, 400, 800, 5, seed=0)
     from collections import Counter
 
     users = Counter(row.split("\t")[14] for row in p.read_text().splitlines())
@@ -108,7 +109,7 @@ def test_power_law_popularity(tmp_path):
 
 def test_rank_batches_partition_each_global_batch(tmp_path):
     p = tmp_path / "a.tsv"
-    D.generate_click_log(p, 400, 30, 40, 5, seed=0)
+    generate_click_log(p, 400, 30, 40, 5, seed=0)
     schema = D.Schema.from_config(RecsysConfig())
     spec = {"path": str(p), "schema": vars(schema), "on_bad_line": "error", "val_fraction": 0.2}
     n_train, n_val = D.split_counts(400, 0.2)

@@ -14,7 +14,7 @@ def brute_auc(s, y):
     return wins / (len(pos) * len(neg))
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1)), min_size=2, max_size=40))
 def test_auc_matches_pairwise_count(rows):
     s = [float(a) for a, _ in rows]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import TINY
+from .conftest import TINY
 
 KEY = "sparse_arch.embedding_bag_collection.embedding_bags.product_table.weight"
 

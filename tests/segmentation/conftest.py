@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from seg_helpers import run, run_dir_of
+
+from .seg_helpers import run, run_dir_of
 
 
 @pytest.fixture(scope="session")
 def voc_root(tmp_path_factory) -> Path:
     """A small VOC-format folder written by the sample generator (the real on-disk format)."""
-    from mlx_segmentation.data import generate_sample
+    from mlx_segmentation.sample import generate_sample
 
     return generate_sample(tmp_path_factory.mktemp("voc") / "VOC", n_train=8, n_val=4, size=32, seed=3)
 

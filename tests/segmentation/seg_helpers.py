@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from functools import partial
 from pathlib import Path
 
-from mlx_core.testing import cli
+from mlx_core.testing import device_under_test, one_line_error, run_dir_of, sets, stage_process
 
-DEVICE = "cuda" if os.environ.get("MLX_TEST_DEVICE") == "cuda" else "cpu"
+__all__ = ["DEVICE", "TINY", "one_error_line", "run", "run_dir_of", "sets"]
+
+DEVICE = "cuda" if device_under_test() == "cuda" else "cpu"
 
 # the smallest config that still goes through every stage: 32x32 inputs, 8 train / 4 val images
 TINY = [
@@ -19,28 +21,10 @@ TINY = [
 ]
 
 
-def sets(*overrides: str) -> list[str]:
-    out: list[str] = []
-    for o in overrides:
-        out += ["--set", o]
-    return out
-
-
 def run(stage: str, runs: Path, *overrides: str, extra: tuple[str, ...] = ()):
     """``mlx run segmentation STAGE`` in a subprocess with the tiny config plus ``overrides``."""
-    return cli(
-        "run", "segmentation", stage, "--runs-dir", str(runs), "--device", DEVICE, *sets(*TINY, *overrides), *extra
-    )
+    return stage_process("segmentation", stage, runs, [*TINY, *overrides], *extra, device=DEVICE)
 
 
-def run_dir_of(proc) -> Path:
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def one_error_line(proc) -> str:
-    """The single ``error: ...`` line a bad input must produce (exit code 2, no traceback)."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
+#: the single ``error: ...`` line a bad input must produce (exit code 2, no traceback), the last line
+one_error_line = partial(one_line_error, during_run=True)

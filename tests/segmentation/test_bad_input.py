@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from seg_helpers import one_error_line, run
+
+from .seg_helpers import one_error_line, run
 
 
 @pytest.fixture

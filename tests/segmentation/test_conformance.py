@@ -6,9 +6,9 @@ import json
 import subprocess
 import sys
 
-from seg_helpers import TINY
-
 from mlx_core.testing import PluginConformance
+
+from .seg_helpers import TINY
 
 
 class TestConformance(PluginConformance):

@@ -9,13 +9,13 @@ from mlx_segmentation.data import (
     VOC_CLASSES,
     VOCSegmentation,
     eval_transform,
-    generate_sample,
     index_split,
     load_image,
     load_mask,
     train_transform,
     voc_palette,
 )
+from mlx_segmentation.sample import generate_sample
 from PIL import Image
 
 from mlx_core import DataError

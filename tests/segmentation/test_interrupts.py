@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from seg_helpers import DEVICE, TINY, run, run_dir_of, sets
 
 from mlx_core.testing import spawn
+
+from .seg_helpers import DEVICE, TINY, run, run_dir_of, sets
 
 EPOCHS = "train.epochs=3"
 MORE = ["data.sample_train=12"]  # 3 steps an epoch: time to kill it between checkpoints

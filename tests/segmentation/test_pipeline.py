@@ -7,9 +7,10 @@ import shutil
 
 import numpy as np
 from PIL import Image
-from seg_helpers import DEVICE, run, run_dir_of
 
 from mlx_core.testing import cli
+
+from .seg_helpers import DEVICE, run, run_dir_of
 
 FORMATS = {"executorch": "model.pte", "torchscript": "model.pt", "onnx": "model.onnx"}
 

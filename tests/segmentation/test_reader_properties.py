@@ -9,26 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mlx_segmentation.config import SegmentationConfig
 from mlx_segmentation.data import (
     IGNORE,
     MEAN,
-    SAMPLE_CLASSES,
     STD,
     VOC_CLASSES,
     VOCSegmentation,
     build_data,
-    generate_sample,
     index_split,
     load_image,
     load_mask,
     read_split,
-    render_sample,
     voc_palette,
 )
+from mlx_segmentation.sample import SAMPLE_CLASSES, generate_sample, render_sample
 from PIL import Image
 
 from mlx_core import ConfigError, DataError
@@ -45,13 +43,13 @@ from mlx_core.hostile import (
     rgb_arrays,
     to_mode,
 )
+from mlx_core.testing import stage_context
 
 # Pillow warns about the damaged files these tests feed it on purpose
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:PIL.*"),
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
 ]
-SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 SAMPLE_IDS = {0, IGNORE} | {VOC_CLASSES.index(c) for c in SAMPLE_CLASSES}
 
 
@@ -72,7 +70,7 @@ def png_mask(ids: np.ndarray, mode: str = "P") -> bytes:
 
 
 # --- load_image / load_mask on hostile files -----------------------------------------------------
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=250)
 @given(content=hostile_image_bytes(), suffix=st.sampled_from([".jpg", ".png"]))
 @example(content=(bmp_bomb(), False), suffix=".jpg")
 @example(content=(broken_png(b"IHDR"), False), suffix=".png")
@@ -93,7 +91,7 @@ def test_load_image_returns_rgb_or_one_line_data_error(content, suffix):
         assert np.asarray(im).shape == (im.height, im.width, 3)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(image=intact_image_bytes())
 def test_intact_images_keep_their_size(image):
     data, size = image
@@ -102,7 +100,7 @@ def test_intact_images_keep_their_size(image):
         assert load_image(d / "a.jpg").size == size
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=250)
 @given(content=hostile_image_bytes(), num_classes=st.integers(2, 256))
 @example(content=(bmp_bomb(), False), num_classes=21)
 @example(content=(broken_png(b"IHDR"), False), num_classes=21)
@@ -131,7 +129,7 @@ def id_masks(draw):
     return draw(hnp.arrays(np.uint8, (h, w), elements=ids)), num_classes
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @given(mask=id_masks(), mode=st.sampled_from(["P", "L"]))
 def test_mask_ids_round_trip_or_the_smallest_stray_id_is_named(mask, mode):
     arr, num_classes = mask
@@ -150,7 +148,7 @@ def test_mask_ids_round_trip_or_the_smallest_stray_id_is_named(mask, mode):
         assert_one_line_error(info.value, path, f"class id {stray[0]}", f"num_classes is {num_classes}")
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(
     rgb=rgb_arrays(8), mode=st.sampled_from(["RGB", "RGBA", "LA", "I;16", "1"]), fmt=st.sampled_from(["PNG", "TIFF"])
 )
@@ -175,7 +173,7 @@ file_id = no_space.filter(lambda s: "/" not in s and "\\" not in s and s not in 
 blank = st.sampled_from(["", " ", "\t", "  \t "])
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @given(
     lines=st.lists(
         st.tuples(
@@ -200,7 +198,7 @@ def test_split_ids_round_trip_through_any_line_layout(lines, eol, last_eol):
         assert read_split(root, "train") == [sid for _, sid, _, _ in lines]
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=150)
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8"))))
 @example(content=b"\xff\xfe\x80abc\n")
 @example(content=b" \n\t\r\n")
@@ -219,7 +217,7 @@ def test_split_file_of_arbitrary_bytes_gives_ids_or_one_line_data_error(content)
         assert not any("/" in s or "\\" in s or s in (".", "..") for s in ids), ids  # never a path
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(
     sid=st.builds(
         lambda a, sep, b: a + sep + b, st.text(max_size=5), st.sampled_from(["/", "\\", "/../"]), st.text(max_size=5)
@@ -239,7 +237,7 @@ def test_split_id_that_is_a_path_is_refused_by_name(sid):
 safe_id = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x2FFF), min_size=1, max_size=10)
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=80)
 @given(
     entries=st.lists(
         st.tuples(safe_id | file_id, st.booleans(), st.booleans()),
@@ -281,34 +279,9 @@ def test_index_split_names_the_first_id_without_image_or_mask(entries):
 
 
 # --- the dataset and the data stage over a damaged folder -----------------------------------------
-class StubCtx:
-    """Just what ``build_data`` uses of a RunContext."""
-
-    resumed = False
-
-    def __init__(self, run_dir: Path, config: SegmentationConfig):
-        self.run_dir, self.config, self.seed, self.metrics = run_dir, config, config.seed, {}
-
-    def path(self, *parts: str) -> Path:
-        p = self.run_dir.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def log(self, message: str) -> None:
-        pass
-
-    @contextlib.contextmanager
-    def progress(self, description: str, total=None):
-        yield lambda n=1: None
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.metrics.update(metrics)
-
-    def record(self, key, value) -> None:
-        pass
-
-    def add_artifact(self, path, kind="file", **info) -> None:
-        assert Path(path).is_file()
+def stub_ctx(run_dir: Path, cfg: SegmentationConfig):
+    """A real RunContext of a segmentation data stage (its manifest in ``run_dir``)."""
+    return stage_context(run_dir, "segmentation", cfg)
 
 
 def config(root: Path | None, num_classes: int, seed: int = 0, **data) -> SegmentationConfig:
@@ -357,7 +330,7 @@ def voc_samples(draw, num_classes: int):
     return image_fault, mask_fault, image, mask
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(data=st.data(), num_classes=st.integers(2, 30), n=st.integers(1, 3))
 def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(data, num_classes, n):
     samples = [data.draw(voc_samples(num_classes)) for _ in range(n)]
@@ -382,7 +355,7 @@ def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(d
         ids = "".join(f"s{i}\n" for i in range(n))
         for split in ("train", "val"):
             (root / "ImageSets/Segmentation" / f"{split}.txt").write_text(ids)
-        ctx = StubCtx(d / "run", config(root, num_classes))
+        ctx = stub_ctx(d / "run", config(root, num_classes))
         try:
             seg = build_data(ctx)
             for ds in (seg.val, seg.train):
@@ -393,10 +366,13 @@ def test_data_stage_over_a_damaged_folder_gives_tensors_or_one_line_data_error(d
             assert any(str(p) in msg for p in culprits), f"no damaged file named in: {msg}"
             return
         assert not must_fail, f"a damaged folder was accepted: {samples}"
-        assert len(seg.train) == len(seg.val) == n and ctx.metrics == {"train_images": n, "val_images": n}
+        assert len(seg.train) == len(seg.val) == n and ctx.manifest.data["metrics"] == {
+            "train_images": n,
+            "val_images": n,
+        }
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(
     image_hw=st.tuples(st.integers(1, 12), st.integers(1, 12)),
     mask_hw=st.tuples(st.integers(1, 12), st.integers(1, 12)),
@@ -421,7 +397,7 @@ def test_image_and_mask_of_different_sizes_are_named_with_both_sizes(image_hw, m
         )
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(data=st.data(), num_classes=st.integers(2, 40), size=st.integers(4, 16))
 def test_eval_items_give_back_the_written_pixels_and_ids(data, num_classes, size):
     """At the stored size the eval transform is lossless: y is the mask, x un-normalizes to the image."""
@@ -440,12 +416,12 @@ def test_eval_items_give_back_the_written_pixels_and_ids(data, num_classes, size
 
 
 # --- the generated sample: round trip and determinism ----------------------------------------------
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=15)
 @given(seed=st.integers(0, 2**32 - 1), num_classes=st.integers(2, 40))
 def test_generated_sample_reads_back_through_the_data_stage(seed, num_classes):
     """The stage's own sample: VOC palette PNGs of sample ids; refused (ConfigError) iff num_classes is too small."""
     with fresh_folder() as d:
-        ctx = StubCtx(d, config(None, num_classes, seed, sample_train=2, sample_val=1, max_objects=2))
+        ctx = stub_ctx(d, config(None, num_classes, seed, sample_train=2, sample_val=1, max_objects=2))
         needed = max(VOC_CLASSES.index(c) for c in SAMPLE_CLASSES)
         if num_classes <= needed:
             with pytest.raises(ConfigError) as info:
@@ -470,7 +446,7 @@ def test_generated_sample_reads_back_through_the_data_stage(seed, num_classes):
         assert_items_well_formed(seg.val, 32, num_classes)
 
 
-@settings(max_examples=12, **SETTINGS)
+@settings(max_examples=12)
 @given(seed=st.integers(0, 2**32 - 1), other=st.integers(0, 2**32 - 1), size=st.integers(8, 24))
 def test_generator_is_deterministic_by_seed(seed, other, size):
     with fresh_folder() as d:
@@ -484,7 +460,7 @@ def test_generator_is_deterministic_by_seed(seed, other, size):
             assert any(a[k] != c[k] for k in a if k.startswith("JPEGImages/"))
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(seed=st.integers(0, 2**63), h=st.integers(8, 24), w=st.integers(8, 24), objects=st.integers(1, 4))
 def test_render_sample_is_a_function_of_its_rng(seed, h, w, objects):
     im1, m1 = render_sample(np.random.default_rng(seed), h, w, objects)

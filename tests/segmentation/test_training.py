@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from seg_helpers import DEVICE, run_dir_of
 
 from mlx_core.testing import cli
+
+from .seg_helpers import DEVICE, run_dir_of
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from mlx_core.runs import Manifest
-from mlx_core.testing import cli
+from mlx_core.testing import cli, device_under_test, one_line_error, run_dir_of, sets, stage_process
+
+__all__ = ["TINY", "device", "ok", "one_error_line", "pairs", "run_cli", "sets", "wait_for_checkpoint", "write_jsonl"]
 
 # A model and corpus small enough that every stage takes seconds on a busy 2-core machine.
 TINY = [
@@ -31,41 +32,22 @@ TINY = [
 ]
 
 
-def sets(*items: str) -> list[str]:
-    out: list[str] = []
-    for item in items:
-        out += ["--set", item]
-    return out
-
-
 def run_cli(stage: str, runs_dir: Path, *overrides: str, extra: tuple[str, ...] = ()):
     """``mlx run translation STAGE`` with TINY + overrides; returns the completed process."""
-    return cli(
-        "run", "translation", stage, "--runs-dir", str(runs_dir), "--device", device(), *sets(*TINY, *overrides), *extra
-    )
+    return stage_process("translation", stage, runs_dir, [*TINY, *overrides], *extra)
 
 
 def ok(proc) -> Manifest:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Manifest.load(proc.stdout.strip().splitlines()[-1])
+    return Manifest.load(run_dir_of(proc))
 
 
 def one_error_line(proc, *fragments: str) -> str:
-    """The process failed as a user error: exit 2 and exactly one stderr line, naming the fragments."""
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, f"exit {proc.returncode}:\n{proc.stderr[-3000:]}"
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr[-3000:]
-    # the only other output allowed is the core's "run <dir>" banner (rich wraps it at 80 columns)
-    before = "".join(lines[:-1])
-    assert before == "" or (before.startswith("run ") and "error" not in before), proc.stderr[-3000:]
-    for f in fragments:
-        assert f in errors[0], (f, errors[0])
-    return errors[0]
+    """The process failed as a user error: exit 2, one ``error:`` line naming the fragments, the last line."""
+    return one_line_error(proc, *fragments, during_run=True)
 
 
 def device() -> str:
-    return os.environ.get("MLX_TEST_DEVICE", "cpu")
+    return device_under_test()
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import one_error_line, pairs, run_cli, write_jsonl
+from .conftest import one_error_line, pairs, run_cli, write_jsonl
 
 
 def test_missing_language_key_names_the_record(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import ok, one_error_line, pairs, run_cli, write_jsonl
+from .conftest import ok, one_error_line, pairs, run_cli, write_jsonl
 
 
 def test_generated_default_is_written_and_read_back(tmp_path):

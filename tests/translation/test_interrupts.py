@@ -6,7 +6,7 @@ import sys
 
 from mlx_core.testing import spawn
 
-from conftest import TINY, device, ok, sets, wait_for_checkpoint
+from .conftest import TINY, device, ok, sets, wait_for_checkpoint
 
 
 def test_sigkill_mid_training_then_from_resumes(killed_run):

@@ -1,8 +1,7 @@
 """A local Hugging Face checkpoint folder as the model (and tokenizer) instead of the random T5."""
 
-from test_bad_input import _tiny_t5_folder
-
-from conftest import ok, run_cli
+from .conftest import ok, run_cli
+from .test_bad_input import _tiny_t5_folder
 
 
 def test_local_checkpoint_folder_is_loaded_with_its_tokenizer(tmp_path):

@@ -5,7 +5,7 @@ import shutil
 
 from mlx_core.testing import cli
 
-from conftest import device, one_error_line
+from .conftest import device, one_error_line
 
 
 def predict(run_dir, *args):

@@ -1,6 +1,6 @@
 """Training: held-out BLEU beats the untrained model (resume: test_interrupts.py)."""
 
-from conftest import ok, run_cli
+from .conftest import ok, run_cli
 
 # Enough data and steps for a visible gain in well under a minute of training on 1 core.
 SMALL = [
