@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 #: The plugin API version. Plugins declare the range they support in ``PluginInfo.core_api``.
 #: Bump the minor for additions (new hooks, new ctx helpers), the major for breaking changes.
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 
 def __getattr__(name: str):

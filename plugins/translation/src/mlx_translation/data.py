@@ -17,7 +17,9 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError
 
-from . import grammar
+from . import grammar, offline
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 LANGUAGE_NAMES = {
     "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
