@@ -20,7 +20,7 @@ def test_good_plugins_are_ok(mlx):
     assert rows["linreg"]["status"] == "ok"
     assert rows["linreg"]["stages"] == ["data", "model", "train", "export"]
     assert rows["linreg"]["predict"] is True
-    assert rows["linreg"]["version"] == "0.3.0"  # read from the distribution's metadata
+    assert rows["linreg"]["version"] == "0.4.0"  # read from the distribution's metadata
     assert rows["stamp"]["status"] == "ok"
 
 

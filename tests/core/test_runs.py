@@ -34,7 +34,7 @@ def test_run_writes_complete_manifest(linreg_run: Path):
     for stage in ("data", "model", "train", "export"):
         rec = m["stages"][stage]
         assert rec["status"] == "completed" and rec["duration_s"] >= 0 and rec["error"] is None
-    assert m["versions"]["mlx-core"] and m["versions"]["mlx-testplugins"] == "0.3.0" and m["versions"]["python"]
+    assert m["versions"]["mlx-core"] and m["versions"]["mlx-testplugins"] == "0.4.0" and m["versions"]["python"]
     assert m["config"]["train"]["epochs"] == 50 and m["config"]["seed"] == 0  # full resolved config
     assert m["records"]["trained"] is True
     assert abs(m["metrics"]["w"] - 3.0) < 0.3  # it really learned the slope

@@ -68,22 +68,25 @@ def test_quality_scores_segmentation_and_classification():
     assert q["metric"] == "accuracy" and q["delta"] == 0 and q["fp32"] == pytest.approx(2 / 3)
 
 
-def test_examples_follow_the_convention():
-    class WithHook:
-        def quant_examples(self, n, split):
+def test_examples_come_through_the_core_contract(tmp_path):
+    from mlx_core import PluginError
+    from mlx_core.contract import check_examples
+
+    class Ctx:
+        plugin = "other"
+
+        def examples(self, data, n, split):
             return [((torch.ones(1, 3), torch.zeros(1, 3)), None)] * n
 
-    got = ptq.examples(WithHook(), 2, "eval")
-    assert len(got) == 2 and len(got[0][0]) == 2
-    data = {"val": [({"x": torch.ones(3)})], "train": [(torch.zeros(3), torch.tensor(1))]}
-    (x,), _ = ptq.examples(data, 1, "eval")[0]
-    assert x.shape == (1, 3) and x.sum() == 3
-    (x,), y = ptq.examples(data, 1, "calibration")[0]
-    assert x.sum() == 0 and y.shape == (1,)
-    from mlx_core import DataError
+    got = ptq.examples(Ctx(), {"any": "object"}, 2, "eval")
+    assert len(got) == 2 and len(got[0][0]) == 2 and check_examples(got, 2) == []
 
-    with pytest.raises(DataError, match="quant_examples"):
-        ptq.examples(object(), 1, "eval")
+    class NoExamples(Ctx):
+        def examples(self, data, n, split):
+            raise PluginError("plugin 'other' provides no examples of its data")
+
+    with pytest.raises(PluginError, match="provides no examples"):
+        ptq.examples(NoExamples(), object(), 1, "eval")
 
 
 def test_output_unwrapping():

@@ -77,6 +77,21 @@ def mlx_data(ctx):
     return TinyDataset(Pairs(xs[:k], ys[:k]), Pairs(xs[k:], ys[k:]))
 
 
+@hookimpl
+def mlx_examples(ctx, data, n, split):
+    """The cross-plugin data contract, as an old-style hook function (guard included): quant
+    calibrates on the training pairs and scores on the held-out ones."""
+    if ctx.plugin != NAME:
+        return None
+    import torch
+
+    pairs = data.train if split == "calibration" else data.val
+    return [
+        ((torch.from_numpy(x)[None],), torch.from_numpy(y)[None])
+        for x, y in (pairs[i] for i in range(min(n, len(pairs))))
+    ]
+
+
 def build(seed: int):
     import torch
     from torch import nn

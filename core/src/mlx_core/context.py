@@ -39,6 +39,7 @@ class RunContext:
     resumed:  true under ``--from``: an earlier invocation already worked in ``run_dir``.
     profile:  true under ``--profile`` (the runner wraps each stage in the plugin's profiler).
     seed:     the run's seed (``config.seed`` when the config has one, else 0).
+    registry: the ``Registry`` running this stage (``ctx.examples`` asks it).
     observers: ``mlx_core.observers.RunObserver`` objects that hear every ``log_metrics`` call
               (trackers, a sweep's pruner); the runner fills it.
     """
@@ -57,6 +58,7 @@ class RunContext:
     progress_bar: Progress | None = None
     output_dir: Path | None = None
     observers: list[Any] = field(default_factory=list)
+    registry: Any = None
 
     def __post_init__(self) -> None:
         # absolute, like every path ctx.path() returns: p.relative_to(ctx.run_dir) always works
@@ -86,6 +88,29 @@ class RunContext:
         """``with ctx.atomic_dir("export", "tokenizer") as tmp:`` fill the folder tmp; it replaces
         the final folder on success (API 1.1)."""
         return atomic_dir(self.path(*parts))
+
+    def examples(self, data: Any, n: int, split: str) -> list[Any]:
+        """Model inputs and targets of this run's data (the cross-plugin contract, API 1.2): asks
+        the run's own plugin through ``mlx_examples``; see ``mlx_core.contract``."""
+        from .contract import SPLITS, check_examples
+        from .errors import PluginError
+
+        if split not in SPLITS:
+            raise PluginError(f"examples split {split!r}: expected one of {', '.join(SPLITS)}")
+        answer = (
+            None
+            if self.registry is None
+            else self.registry.call_stage("examples", ctx=self, data=data, n=n, split=split)
+        )
+        if answer is None:
+            raise PluginError(
+                f"plugin {self.plugin!r} provides no examples of its data (stage table key 'examples', "
+                "see mlx_core.contract), so other plugins cannot calibrate or evaluate its model"
+            )
+        problems = check_examples(answer, n)
+        if problems:
+            raise PluginError(f"plugin {self.plugin!r}: {problems[0]}")
+        return answer
 
     def options(self, plugin: str) -> BaseModel | None:
         """The options a user gave a cross-cutting plugin for this run (``--set quant.x=...``)."""

@@ -53,21 +53,19 @@ def entries(registry: Any = None, plugin: str | None = None) -> dict[str, ModelE
     if plugin is not None:
         registry.get(plugin)  # unknown or broken plugin: one clear error
     out: dict[str, ModelEntry] = {}
-    for impl in registry.pm.hook.mlx_models.get_hookimpls():
-        if plugin is not None and impl.plugin_name != plugin:
+    for plugin_name, publish in registry.model_publishers():
+        if plugin is not None and plugin_name != plugin:
             continue
         try:
-            published = impl.function() or {}
+            published = publish() or {}
         except Exception as exc:  # noqa: BLE001 - one plugin's bug must not hide the others
-            raise PluginError(f"plugin {impl.plugin_name!r}: mlx_models() raised {type(exc).__name__}: {exc}") from None
+            raise PluginError(f"plugin {plugin_name!r}: mlx_models() raised {type(exc).__name__}: {exc}") from None
         for name, fn in published.items():
             if name in out:
-                raise PluginError(
-                    f"model name {name!r} is published by both {out[name].plugin!r} and {impl.plugin_name!r}"
-                )
+                raise PluginError(f"model name {name!r} is published by both {out[name].plugin!r} and {plugin_name!r}")
             if not callable(fn):
-                raise PluginError(f"plugin {impl.plugin_name!r}: model {name!r} is not callable")
-            out[name] = ModelEntry(name, impl.plugin_name, fn)
+                raise PluginError(f"plugin {plugin_name!r}: model {name!r} is not callable")
+            out[name] = ModelEntry(name, plugin_name, fn)
     return dict(sorted(out.items()))
 
 

@@ -5,12 +5,18 @@ Kept free of heavy imports: ``mlx plugins list`` builds one of these per plugin.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
 
 STAGES: tuple[str, ...] = ("data", "model", "train", "export")
+#: what a stage table may name: the four stages, ``predict`` and ``examples`` (the cross-plugin
+#: data contract, see ``mlx_core.contract``)
+TABLE_KEYS: tuple[str, ...] = (*STAGES, "predict", "examples")
+_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 HARDWARE: tuple[str, ...] = ("cpu", "cuda")
 Profiler = Literal["torch", "paddle", "none"]
 
@@ -21,7 +27,13 @@ class PluginInfo:
 
     name:      the plugin's name; must equal its entry-point name in the ``mlx`` group.
     summary:   one line shown by ``mlx plugins list``.
-    stages:    the subset of ``STAGES`` it implements (it may also implement ``mlx_predict``).
+    stages:    the stage table (API 1.2): ``{"data": "mlx_x.data:build", "model": ..., "predict": ...}``,
+               one ``"module:function"`` per stage it implements, imported only when a run reaches
+               that stage; the core dispatches each run's stage to its own plugin's function, so
+               the plugin writes no hook functions and no ``ctx.plugin`` guard. Keys: ``STAGES``
+               plus ``predict`` and ``examples``. The older form, a tuple of stage names with a
+               hook function (and guard) per stage, still works. ``info.stages`` always reads back
+               as the tuple of stage names; ``info.table`` holds the mapping.
     hardware:  the devices it can run on: ``("cpu",)``, ``("cuda",)`` or ``("cpu", "cuda")``.
     config:    a pydantic model class with defaults for every field: the plugin's run config.
                Fields named after stages (``data``, ``model``, ``train``, ``export``,
@@ -37,7 +49,7 @@ class PluginInfo:
 
     name: str
     summary: str
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] | Mapping[str, str] = STAGES
     hardware: tuple[str, ...] = ("cpu",)
     config: type[BaseModel] | None = None
     options: type[BaseModel] | None = None
@@ -46,6 +58,18 @@ class PluginInfo:
     profiler: Profiler = "torch"
     version: str | None = None
     extra: dict = field(default_factory=dict)
+    table: dict[str, str] = field(default_factory=dict, init=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # frozen: normalise through object.__setattr__. A table keeps every key (also unknown
+        # ones, so that problems() can name them); stages reads back as the stage names in order.
+        if isinstance(self.stages, Mapping):
+            table = {str(k): v for k, v in self.stages.items()}
+            object.__setattr__(self, "table", table)
+            names = tuple(s for s in STAGES if s in table) + tuple(k for k in table if k not in TABLE_KEYS)
+            object.__setattr__(self, "stages", names)
+        else:
+            object.__setattr__(self, "stages", tuple(self.stages))
 
     def problems(self) -> list[str]:
         """Contract violations of this description (empty when it is valid)."""
@@ -55,6 +79,12 @@ class PluginInfo:
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
             out.append(f"unknown stages {bad}; expected a subset of {list(STAGES)}")
+        bad_keys = [k for k in self.table if k not in TABLE_KEYS and k not in bad]
+        if bad_keys:
+            out.append(f"unknown stage table keys {bad_keys}; expected some of {list(TABLE_KEYS)}")
+        for key, target in self.table.items():
+            if not isinstance(target, str) or not _TARGET.match(target):
+                out.append(f"stage table entry {key!r} is {target!r}; expected 'package.module:function'")
         bad = [h for h in self.hardware if h not in HARDWARE]
         if bad or not self.hardware:
             out.append(f"hardware {list(self.hardware)}; expected a non-empty subset of {list(HARDWARE)}")

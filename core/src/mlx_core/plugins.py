@@ -12,10 +12,13 @@ takes the CLI down. Environment:
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as md
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ from packaging.version import Version
 from . import hookspecs
 from .errors import PluginError, UsageError
 from .hardware import has_cuda, missing_modules
+from .hookspecs import hookimpl
 from .info import PluginInfo
 
 GROUP = "mlx"
@@ -46,10 +50,17 @@ class PluginRecord:
     location: str | None = None
     entry_point: str | None = None
     hooks: list[str] = field(default_factory=list)
+    #: hooks it implements with a plain (non-wrapper) function: the old-style stage hooks
+    answering: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
         return self.status == OK
+
+    def provides(self, key: str) -> bool:
+        """Whether the plugin answers ``key`` (a stage, ``predict`` or ``examples``) for its runs:
+        through its stage table or a hook function of its own."""
+        return bool(self.info and key in self.info.table) or f"mlx_{key}" in self.answering
 
     def as_dict(self) -> dict[str, Any]:
         info = self.info
@@ -60,7 +71,8 @@ class PluginRecord:
             "reason": self.reason,
             "summary": info.summary if info else "",
             "stages": list(info.stages) if info else [],
-            "predict": "mlx_predict" in self.hooks,
+            "predict": self.provides("predict"),
+            "table": dict(info.table) if info else {},
             "hardware": list(info.hardware) if info else [],
             "core_api": info.core_api if info else None,
             "requires": list(info.requires) if info else [],
@@ -90,6 +102,10 @@ class Registry:
         self.pm = pluggy.PluginManager("mlx")
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
+        self._resolved: dict[tuple[str, str], Callable[..., Any]] = {}
+        # the core's own implementation of every stage hook: it answers last (trylast), for the
+        # plugins that name their stage functions in a table; wrappers still wrap it
+        self.pm.register(StageTable(self), name=StageTable.NAME)
         if os.environ.get("MLX_TRACE_PLUGINS"):
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
         if load:
@@ -133,7 +149,13 @@ class Registry:
             self.pm.register(module, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             return self._fail(rec, f"invalid hook implementation: {exc}")
-        rec.hooks = [h.name for h in self.pm.get_hookcallers(module) or []]
+        callers = self.pm.get_hookcallers(module) or []
+        rec.hooks = [h.name for h in callers]
+        rec.answering = [
+            h.name
+            for h in callers
+            if any(i.plugin is module and not (i.wrapper or i.hookwrapper) for i in h.get_hookimpls())
+        ]
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -162,9 +184,13 @@ class Registry:
             return
         rec.info = info
         rec.version = info.version or rec.version
-        missing = [f"mlx_{s}" for s in info.stages if f"mlx_{s}" not in rec.hooks]
+        missing = [f"mlx_{s}" for s in info.stages if s not in info.table and f"mlx_{s}" not in rec.hooks]
         if missing:
             self._fail(rec, f"declares stages it does not implement: {missing}", info)
+            return
+        both = [k for k in info.table if f"mlx_{k}" in rec.answering]
+        if both:
+            self._fail(rec, f"names {both} in its stage table and also implements them as hook functions", info)
             return
         try:
             spec = SpecifierSet(info.core_api)
@@ -207,12 +233,120 @@ class Registry:
             raise PluginError(f"plugin {name!r} is {rec.status}: {rec.reason}")
         return rec
 
+    # --- calling hooks (the runner, hub and testing kit go through these, never pm.hook) --------
+    def call_stage(self, stage: str, **kwargs: Any) -> Any:
+        """Call the stage hook ``mlx_<stage>`` (also ``predict``, ``examples``) with the arguments
+        its spec names: old-style hook functions, wrappers and the stage table all take part."""
+        hook = getattr(self.pm.hook, f"mlx_{stage}")
+        accepted = hook.spec.argnames if hook.spec else tuple(kwargs)
+        return hook(**{k: v for k, v in kwargs.items() if k in accepted})
+
+    def stage_function(self, name: str, key: str) -> Callable[..., Any] | None:
+        """The function plugin ``name``'s stage table names for ``key``, imported on first use
+        (``None`` when the table has no such entry). Import failures are one ``PluginError`` line."""
+        rec = self.records.get(name)
+        if rec is None or rec.info is None or key not in rec.info.table:
+            return None
+        cached = self._resolved.get((name, key))
+        if cached is not None:
+            return cached
+        target = rec.info.table[key]
+        module_name, _, attr = target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is the plugin's
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            raise PluginError(
+                f"plugin {name!r}: stage table entry {key!r} = {target!r} cannot be loaded: {type(exc).__name__}: {first}"
+            ) from None
+        if not callable(obj):
+            raise PluginError(f"plugin {name!r}: stage table entry {key!r} = {target!r} is not callable")
+        self._resolved[(name, key)] = obj
+        return obj
+
+    def dispatch(self, key: str, **kwargs: Any) -> Any:
+        """Run ``ctx.plugin``'s table function for ``key`` with the arguments it names; ``None``
+        when that plugin has no table entry (an old-style hook answers instead)."""
+        ctx = kwargs.get("ctx")
+        name = getattr(ctx, "plugin", None)
+        rec = self.records.get(name) if isinstance(name, str) else None
+        if rec is None or not rec.usable:
+            return None
+        fn = self.stage_function(rec.name, key)
+        if fn is None:
+            return None
+        return fn(**_accepted(fn, kwargs, f"plugin {rec.name!r}: {rec.info.table[key]}"))  # type: ignore[union-attr]
+
+    def model_publishers(self) -> list[tuple[str, Callable[[], Any]]]:
+        """``(plugin name, its mlx_models function)`` for every plugin that publishes models."""
+        return [(i.plugin_name, i.function) for i in self.pm.hook.mlx_models.get_hookimpls()]
+
+    def answering_impls(self, name: str, stage: str) -> list[Callable[..., Any]]:
+        """Plugin ``name``'s own non-wrapper hook functions for ``mlx_<stage>`` (old-style plugins)."""
+        hook = getattr(self.pm.hook, f"mlx_{stage}")
+        return [i.function for i in hook.get_hookimpls() if i.plugin_name == name and not (i.wrapper or i.hookwrapper)]
+
     def options_classes(self) -> dict[str, Any]:
         """Options of every usable cross-cutting plugin, by plugin name."""
         return {n: r.info.options for n, r in self.records.items() if r.usable and r.info and r.info.options}
 
     def usable(self) -> list[PluginRecord]:
         return [r for r in self.records.values() if r.usable]
+
+
+def _accepted(fn: Callable[..., Any], offered: dict[str, Any], where: str) -> dict[str, Any]:
+    """The keyword arguments ``fn`` names (all, if it takes ``**kwargs``); like pluggy, a function
+    may take fewer arguments than the hook offers, never one it does not offer."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(offered)
+    unknown = [
+        n
+        for n, p in params.items()
+        if n not in offered and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if unknown:
+        raise PluginError(f"{where} takes {unknown}, which the core does not pass (it passes {sorted(offered)})")
+    return {k: v for k, v in offered.items() if k in params}
+
+
+class StageTable:
+    """The core's built-in implementation of each stage hook, registered like any plugin and
+    called last (``trylast``): it answers for the runs of plugins that name their stage functions
+    in ``PluginInfo(stages={...})`` and returns ``None`` for every other run, so old-style
+    plugins (hook functions with a ``ctx.plugin`` guard) answer as before. Wrappers of
+    cross-cutting plugins wrap it like any other implementation."""
+
+    NAME = "mlx-core:stage-table"
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @hookimpl(trylast=True)
+    def mlx_data(self, ctx: Any) -> Any:
+        return self.registry.dispatch("data", ctx=ctx)
+
+    @hookimpl(trylast=True)
+    def mlx_model(self, ctx: Any, data: Any) -> Any:
+        return self.registry.dispatch("model", ctx=ctx, data=data)
+
+    @hookimpl(trylast=True)
+    def mlx_train(self, ctx: Any, data: Any, model: Any) -> Any:
+        return self.registry.dispatch("train", ctx=ctx, data=data, model=model)
+
+    @hookimpl(trylast=True)
+    def mlx_export(self, ctx: Any, data: Any, model: Any) -> Any:
+        return self.registry.dispatch("export", ctx=ctx, data=data, model=model)
+
+    @hookimpl(trylast=True)
+    def mlx_predict(self, ctx: Any, inputs: list[str]) -> Any:
+        return self.registry.dispatch("predict", ctx=ctx, inputs=inputs)
+
+    @hookimpl(trylast=True)
+    def mlx_examples(self, ctx: Any, data: Any, n: int, split: str) -> Any:
+        return self.registry.dispatch("examples", ctx=ctx, data=data, n=n, split=split)
 
 
 def _trace_before(hook_name: str, hook_impls: list, kwargs: dict) -> None:

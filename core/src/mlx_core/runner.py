@@ -51,12 +51,6 @@ def _versions(rec: PluginRecord) -> dict[str, str]:
     }
 
 
-def call_stage(registry: Registry, stage: str, **kwargs: Any) -> Any:
-    hook = getattr(registry.pm.hook, f"mlx_{stage}")
-    accepted = hook.spec.argnames if hook.spec else tuple(kwargs)
-    return hook(**{k: v for k, v in kwargs.items() if k in accepted})
-
-
 def run(
     registry: Registry,
     plugin: str,
@@ -142,6 +136,7 @@ def run(
                 plugin=plugin, stage=todo[0], target=stage, config=cfg, device=dev, run_dir=run_dir,
                 manifest=manifest, resumed=earlier is not None, profile=profile,
                 option_values=options, console=console, progress_bar=bar, observers=observers,
+                registry=registry,
             )  # fmt: skip
             overall = bar.add_task(f"{plugin}: {stage}", total=len(todo))
             try:
@@ -175,7 +170,7 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
     try:
         prof = profile_stage(info.profiler, trace, ctx.device) if ctx.profile else contextlib.nullcontext()
         with prof:
-            result = call_stage(registry, name, ctx=ctx, data=outputs["data"], model=outputs["model"])
+            result = registry.call_stage(name, ctx=ctx, data=outputs["data"], model=outputs["model"])
         if result is None:
             raise PluginError(
                 f"plugin {rec.name!r} declares stage {name!r} but its mlx_{name} returned nothing for its own run"
@@ -221,7 +216,7 @@ def predict(
     manifest = Manifest.load(run_dir)
     if manifest.data["plugin"] != plugin:
         raise RunError(f"{run_dir} is a run of plugin {manifest.data['plugin']!r}, not {plugin!r}")
-    if "mlx_predict" not in rec.hooks:
+    if not rec.provides("predict"):
         raise UsageError(f"plugin {plugin!r} has no predict command")
     if not inputs:
         raise UsageError("mlx predict needs at least one input")
@@ -239,10 +234,10 @@ def predict(
     out.mkdir(parents=True)
     ctx = RunContext(
         plugin=plugin, stage="predict", target="predict", config=cfg, device=dev, run_dir=Path(run_dir),
-        manifest=manifest, resumed=True, option_values=options, console=console, output_dir=out,
+        manifest=manifest, resumed=True, option_values=options, console=console, output_dir=out, registry=registry,
     )  # fmt: skip
     try:
-        result = call_stage(registry, "predict", ctx=ctx, inputs=list(inputs))
+        result = registry.call_stage("predict", ctx=ctx, inputs=list(inputs))
     except BaseException:
         with contextlib.suppress(OSError):
             out.rmdir()  # only when empty

@@ -68,8 +68,30 @@ def check_description(name: str) -> PluginInfo:
     assert info.summary.strip(), "summary must not be empty"
     assert not info.problems(), info.problems()
     for stage in info.stages:
-        assert f"mlx_{stage}" in rec.hooks, f"declares {stage} but has no mlx_{stage}"
+        assert rec.provides(stage) or f"mlx_{stage}" in rec.hooks, f"declares {stage} but provides no mlx_{stage}"
     return info
+
+
+def check_stage_table(name: str) -> dict[str, Any]:
+    """Every entry of the plugin's stage table imports to a function that takes only arguments
+    the core passes (``ctx``, ``data``, ``model``, ``inputs``; ``n``, ``split`` for examples)."""
+    import inspect
+
+    from .plugins import _accepted
+
+    offered = {
+        "data": ("ctx",), "model": ("ctx", "data"), "train": ("ctx", "data", "model"),
+        "export": ("ctx", "data", "model"), "predict": ("ctx", "inputs"), "examples": ("ctx", "data", "n", "split"),
+    }  # fmt: skip
+    rec = load(name)
+    reg = Registry()
+    found = {}
+    for key in rec.info.table if rec.info else {}:
+        fn = reg.stage_function(name, key)
+        assert fn is not None
+        _accepted(fn, dict.fromkeys(offered[key]), f"{name}: {key}")  # raises PluginError if it wants more
+        found[key] = f"{fn.__module__}.{fn.__qualname__}{inspect.signature(fn)}"
+    return found
 
 
 def check_config_defaults(name: str) -> list[dict[str, Any]]:
@@ -288,7 +310,8 @@ register_hypothesis_profile()
 
 
 def check_answers_only_own_runs(name: str) -> None:
-    """Stage hooks return None for a run of another plugin (domain plugins must not hijack)."""
+    """Nothing of the plugin answers a run of another plugin: neither the core's stage table
+    nor, for plugins written against API 1.0/1.1, its own stage hook functions (their guard)."""
     from .context import RunContext
 
     rec = load(name)
@@ -298,13 +321,35 @@ def check_answers_only_own_runs(name: str) -> None:
         plugin="__another_plugin__", stage="data", target="data", config=None, device="cpu",
         run_dir=Path("/nonexistent"), manifest=None,  # type: ignore[arg-type]
     )  # fmt: skip
-    for stage in rec.info.stages if rec.info else ():
-        hook = getattr(reg.pm.hook, f"mlx_{stage}")
-        impls = [i for i in hook.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
-        for impl in impls:
-            kwargs = {k: None for k in impl.argnames}
-            kwargs["ctx"] = ctx
-            assert impl.function(**kwargs) is None, f"mlx_{stage} answered for another plugin's run"
+    for stage in (*(rec.info.stages if rec.info else ()), "predict"):
+        answer = reg.call_stage(stage, ctx=ctx, data=None, model=None, inputs=[])
+        assert answer is None, f"mlx_{stage} answered for another plugin's run"
+
+
+def check_examples_contract(
+    name: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), n: int = 2
+) -> dict[str, int]:
+    """For a plugin that provides ``examples`` (the cross-plugin data contract): run its data
+    stage in this process and ask for ``n`` examples of each split through ``ctx.examples``,
+    which checks the answer's shape (``mlx_core.contract.check_examples``). Returns the counts."""
+    from . import config as cfgmod
+    from .context import RunContext
+    from .contract import SPLITS
+    from .runs import Manifest, new_run_dir
+
+    reg = Registry()
+    rec = reg.get(name)
+    assert rec.info is not None
+    cfg, options = (None, {})
+    if rec.info.config is not None:
+        cfg, options = cfgmod.resolve(rec.info.config, overrides=list(overrides), options=reg.options_classes())
+    run_dir = new_run_dir(Path(runs_dir), name)
+    manifest = Manifest.create(run_dir, plugin=name, plugin_version=rec.version, command=None, target="data",
+                               versions={}, host={})  # fmt: skip
+    ctx = RunContext(plugin=name, stage="data", target="data", config=cfg, device="cpu", run_dir=run_dir,
+                     manifest=manifest, option_values=options, registry=reg)  # fmt: skip
+    data = reg.call_stage("data", ctx=ctx) if "data" in rec.info.stages else None
+    return {split: len(ctx.examples(data, n, split)) for split in SPLITS}
 
 
 #: libraries ``mlx plugins list`` must never import (the table in mlx_core.libraries)
@@ -357,6 +402,18 @@ class PluginConformance:
 
     def test_answers_only_own_runs(self) -> None:
         check_answers_only_own_runs(self.plugin)
+
+    def test_stage_table_resolves(self) -> None:
+        check_stage_table(self.plugin)
+
+    def test_examples_contract(self, tmp_path: Path) -> None:
+        rec = load(self.plugin)
+        if not rec.provides("examples"):
+            pytest.skip("provides no examples (stage table key 'examples')")
+        if not self.run_data_stage:
+            pytest.skip("data stage needs user inputs")
+        counts = check_examples_contract(self.plugin, tmp_path, self.overrides)
+        assert all(1 <= c <= 2 for c in counts.values()), counts
 
     def test_listed_ok(self) -> None:
         proc = cli("plugins", "list", "--json")

@@ -41,7 +41,7 @@ def create(name: str, parent: Path) -> Path:
         "dist": dist,
         "module": f"mlx_{name}",
         "title": name.replace("_", " ").title(),
-        "core_version": ".".join(__version__.split(".")[:2]),
+        "core_version": __version__.split("+")[0],
     }
     files = [p for p in sorted(TEMPLATE.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
     staging = target.with_name(f".{target.name}.partial")

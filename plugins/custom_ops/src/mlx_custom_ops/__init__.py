@@ -1,7 +1,7 @@
 """mlx plugin ``custom_ops``: involution as composite ops and as C++ custom operators.
 
-Hook implementations only; every heavy import (paddle, torch) happens inside the stage modules,
-which are imported inside the hooks.
+The description (its stage table names the stage functions, imported when a run reaches them)
+and the model wrapper; every heavy import (paddle, torch) happens inside the stage modules.
 """
 
 from __future__ import annotations
@@ -18,37 +18,28 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="involution (RedNet) in Paddle and PyTorch: composite vs C++ custom operators; swaps layers in any model",
-        stages=("data", "model", "train", "export"),
+        stages={
+            "data": "mlx_custom_ops.data:build",
+            "model": "mlx_custom_ops.model:build",
+            "train": "mlx_custom_ops.train:run",
+            "export": "mlx_custom_ops.export:run",
+            "examples": "mlx_custom_ops.examples:examples",
+        },
         hardware=("cpu", "cuda"),
         config=CustomOpsConfig,
         options=CustomOpsOptions,
-        core_api=">=1.1,<2",  # ctx.atomic_dir
+        core_api=">=1.2,<2",  # stage table, examples
         requires=("paddle", "torch"),
         profiler="paddle",
     )
 
 
-@hookimpl
-def mlx_data(ctx):
-    if ctx.plugin != NAME:
-        return None
-    from . import data
-
-    return data.build(ctx)
-
-
 @hookimpl(wrapper=True)
 def mlx_model(ctx, data):
-    """Builds this plugin's own RedNet, and swaps Involution layers in any plugin's model.
-
-    One wrapper does both because a pluggy plugin has one implementation per hook name: for
-    other plugins' runs the inner (domain) implementation answers and this only post-processes.
-    """
+    """Cross-cutting: swaps the Involution layers of any plugin's model to the implementation
+    the user asked for (``--set custom_ops.involution=cpp``); this plugin's own RedNet is built by
+    its stage table's ``model`` entry, inside this wrapper like any other plugin's model."""
     model = yield
-    if ctx.plugin == NAME and model is None:
-        from . import model as model_stage
-
-        model = model_stage.build(ctx, data)
     opts = ctx.options(NAME)
     if model is None or opts is None or opts.involution == "keep":
         return model
@@ -58,21 +49,3 @@ def mlx_model(ctx, data):
     ctx.record("custom_ops.involution", {"impl": opts.involution, "layers_swapped": swapped})
     ctx.note(f"custom_ops: {swapped} Involution layer(s) set to impl={opts.involution}")
     return model
-
-
-@hookimpl
-def mlx_train(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from . import train
-
-    return train.run(ctx, data, model)
-
-
-@hookimpl
-def mlx_export(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from . import export
-
-    return export.run(ctx, data, model)

@@ -1,7 +1,8 @@
 """mlx plugin ``multimodal``: visual question answering with torchmultimodal's FLAVA.
 
-Hookimpls only; torch, torchvision, torchmultimodal, datasets and transformers are imported
-inside the stage modules, which are imported inside the hooks (``mlx plugins list`` stays cheap).
+Only the description: its stage table names the stage functions, which the core imports when a
+run reaches them; torch, torchmultimodal, datasets and transformers are imported there
+(``mlx plugins list`` stays cheap).
 """
 
 from __future__ import annotations
@@ -18,55 +19,16 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="visual question answering: FLAVA classifier (torchmultimodal) -> torch.export program",
-        stages=("data", "model", "train", "export"),
+        stages={
+            "data": "mlx_multimodal.data:build_data",
+            "model": "mlx_multimodal.model:build_model",
+            "train": "mlx_multimodal.train:train",
+            "export": "mlx_multimodal.export:export",
+            "predict": "mlx_multimodal.predict:predict",
+        },
         hardware=("cpu", "cuda"),
         config=MultimodalConfig,
         requires=("torch", "torchvision", "torchmultimodal", "datasets", "tokenizers", "transformers"),
         profiler="torch",
-        core_api=">=1.2,<2",  # mlx_core.jsonl (1.2), atomic_dir (1.1)
+        core_api=">=1.2,<2",  # stage table
     )
-
-
-@hookimpl
-def mlx_data(ctx):
-    if ctx.plugin != NAME:
-        return None
-    from .data import build_data
-
-    return build_data(ctx)
-
-
-@hookimpl
-def mlx_model(ctx, data):
-    if ctx.plugin != NAME:
-        return None
-    from .model import build_model
-
-    return build_model(ctx, data)
-
-
-@hookimpl
-def mlx_train(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from .train import train
-
-    return train(ctx, data, model)
-
-
-@hookimpl
-def mlx_export(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from .export import export
-
-    return export(ctx, data, model)
-
-
-@hookimpl
-def mlx_predict(ctx, inputs):
-    if ctx.plugin != NAME:
-        return None
-    from .predict import predict
-
-    return predict(ctx, inputs)

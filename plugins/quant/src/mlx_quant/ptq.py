@@ -6,19 +6,14 @@ Schemes:
   int8_static       PT2E: ``torch.export`` -> ``prepare_pt2e(XNNPACKQuantizer, per-channel symmetric)`` ->
                     calibration on the plugin's own data -> ``convert_pt2e`` -> ExecuTorch .pte (XNNPACK)
 
-The convention a domain plugin follows so that quant finds example inputs (documented in the
-README; any ``torch.nn.Module`` works as the model):
+How quant finds example inputs: through the core's cross-plugin data contract
+(``mlx_core.contract``): the domain plugin names an ``examples`` function in its stage table,
+and ``ctx.examples(data, n, split)`` returns ``(inputs, target)`` pairs, ``inputs`` a tuple of
+batched tensors for ``model(*inputs)``; a plugin without one is refused with one line. Any
+``torch.nn.Module`` works as the model; Hugging Face seq2seq models are scored on their own
+``test``/``validation`` split (``seq2seq_examples``).
 
-1. If the object its ``mlx_data`` returned has ``quant_examples(n, split)`` (split is
-   ``"calibration"`` or ``"eval"``), quant calls it; it returns a list of ``(inputs, target)``
-   where ``inputs`` is a tuple of batched tensors for ``model(*inputs)`` and ``target`` is a
-   tensor or ``None``.
-2. Otherwise quant reads datasets off that object: calibration from the first of the attributes
-   ``calibration``, ``train``, ``val``; evaluation from the first of ``val``, ``eval``, ``test``,
-   ``train`` (the object itself when it is a sequence). ``ds[i]`` is ``x``, ``(x, target, ...)``
-   or a dict with ``input``/``x`` and ``target``/``y``; ``x`` (tensor or numpy array) has no
-   batch dimension and gets one.
-3. The model's output may be a tensor, a dict (``"out"``, ``"logits"`` or the first tensor value;
+The model's output may be a tensor, a dict (``"out"``, ``"logits"`` or the first tensor value;
    torchvision segmentation models return ``{"out": ...}``) or a tuple (its first element).
    Integer targets shaped like the output without its class axis are scored as segmentation
    (mIoU, 255 = ignore); integer targets of shape ``[N]`` as classification (accuracy).
@@ -44,61 +39,13 @@ from torch import nn
 from mlx_core import DataError, StageFailed, atomic_write_json
 
 Example = tuple[tuple[torch.Tensor, ...], Any]
-CALIBRATION_ATTRS = ("calibration", "train", "val")
-EVAL_ATTRS = ("val", "eval", "test", "train")
 
 
-# --- the convention ------------------------------------------------------------------------------
-def _tensor(x: Any) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    raise DataError(f"quant: a data item holds {type(x).__name__}; expected a torch tensor or numpy array")
-
-
-def _split_item(item: Any) -> tuple[Any, Any]:
-    if isinstance(item, dict):
-        x = item.get("input", item.get("x"))
-        return x, item.get("target", item.get("y"))
-    if isinstance(item, (tuple, list)):
-        return item[0], (item[1] if len(item) > 1 else None)
-    return item, None
-
-
-def _dataset(data: Any, attrs: tuple[str, ...]) -> Any:
-    for a in attrs:
-        ds = getattr(data, a, None) if not isinstance(data, dict) else data.get(a)
-        if ds is not None and hasattr(ds, "__getitem__") and hasattr(ds, "__len__") and len(ds) > 0:
-            return ds
-    if (
-        hasattr(data, "__getitem__")
-        and hasattr(data, "__len__")
-        and not isinstance(data, (dict, str))
-        and len(data) > 0
-    ):
-        return data
-    raise DataError(
-        f"quant: cannot find example inputs in the data object ({type(data).__name__}): it has no quant_examples(n, split) "
-        f"and none of the dataset attributes {', '.join(attrs)}"
-    )
-
-
-def examples(data: Any, n: int, split: str) -> list[Example]:
-    """Up to ``n`` examples ``((x,), target)`` with a batch dimension, following the convention."""
-    if hasattr(data, "quant_examples"):
-        out = list(data.quant_examples(n, split))
-        if not out:
-            raise DataError(f"quant: {type(data).__name__}.quant_examples({n}, {split!r}) returned no examples")
-        return [(tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,), target) for inputs, target in out]
-    ds = _dataset(data, CALIBRATION_ATTRS if split == "calibration" else EVAL_ATTRS)
-    out = []
-    for i in range(min(n, len(ds))):
-        x, y = _split_item(ds[i])
-        x = _tensor(x)[None]
-        y = None if y is None else _tensor(y)[None]
-        out.append(((x,), y))
-    return out
+# --- the contract -------------------------------------------------------------------------------
+def examples(ctx: Any, data: Any, n: int, split: str) -> list[Example]:
+    """Up to ``n`` examples ``(inputs, target)`` of the domain plugin's data (``ctx`` is that
+    plugin's run context), through the core's contract; the core checks the answer's shape."""
+    return [(tuple(inputs), target) for inputs, target in ctx.examples(data, n, split)]
 
 
 def first_tensor(out: Any) -> torch.Tensor:
@@ -377,15 +324,16 @@ def quantize_seq2seq(ctx, model: nn.Module, data: Any, schemes: list[str], n_eva
 
 # --- one call for both entry points --------------------------------------------------------------
 def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib: int, n_eval: int, sub: tuple[str, ...],
-                   fp32_pte: Path | None = None) -> dict[str, Any]:  # fmt: skip
+                   fp32_pte: Path | None = None, source_ctx: Any = None) -> dict[str, Any]:  # fmt: skip
     """Quantize ``model`` with each scheme; write artifacts under ``ctx.path(*sub)``, register them,
-    and return the report (size ratio and quality delta per scheme)."""
+    and return the report (size ratio and quality delta per scheme). ``source_ctx`` is the domain
+    plugin's context when it is not ``ctx`` (a ``source.run``): its examples are asked of it."""
     if is_seq2seq(model):
         return quantize_seq2seq(ctx, model, data, schemes, n_eval, sub)
     net = TensorOutput(copy.deepcopy(model).cpu().float().eval()).eval()
     contiguous_(net)
-    calib = examples(data, n_calib, "calibration")
-    evals = examples(data, n_eval, "eval")
+    calib = examples(source_ctx or ctx, data, n_calib, "calibration")
+    evals = examples(source_ctx or ctx, data, n_eval, "eval")
     example = evals[0][0]
     with torch.no_grad():
         reference = [net(*inputs) for inputs, _ in evals]

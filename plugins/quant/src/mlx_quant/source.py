@@ -59,10 +59,10 @@ def load_source(ctx) -> SourceRun:
     scratch = Manifest(ctx.path("source"), copy.deepcopy(manifest.data))
     sctx = RunContext(
         plugin=plugin, stage="data", target="model", config=cfg, device="cpu", run_dir=run, manifest=scratch,
-        resumed=True, console=ctx.console, progress_bar=ctx.progress_bar,
+        resumed=True, console=ctx.console, progress_bar=ctx.progress_bar, registry=registry,
     )  # fmt: skip
     ctx.log(f"[data] rebuilding {plugin}'s data from {run}")
-    data = registry.pm.hook.mlx_data(ctx=sctx)
+    data = registry.call_stage("data", ctx=sctx)
     if data is None:
         raise RunError(f"source.run {run}: plugin {plugin!r} returned no data")
     ctx.record("source", {"run": str(run), "plugin": plugin, "exported": [a["path"] for a in exported],
@@ -96,7 +96,7 @@ def saved_pretrained(src: SourceRun) -> Path | None:
 
 def source_model(ctx, src: SourceRun) -> Any:
     src.ctx.stage = "model"
-    model = src.registry.pm.hook.mlx_model(ctx=src.ctx, data=src.data)
+    model = src.registry.call_stage("model", ctx=src.ctx, data=src.data)
     if model is None:
         raise RunError(f"source.run {src.run_dir}: plugin {src.plugin!r} returned no model")
     found = newest_checkpoint(src.run_dir)
@@ -132,7 +132,7 @@ def export_source(ctx, src: SourceRun, model: Any) -> dict[str, Any]:
             fp32 = src.run_dir / a["path"]
             break
     report = quantize_model(ctx, model, src.data, list(cfg.schemes), cfg.calibration_batches, cfg.eval_examples,
-                            ("export",), fp32_pte=fp32)  # fmt: skip
+                            ("export",), fp32_pte=fp32, source_ctx=src.ctx)  # fmt: skip
     report["source"] = {"run": str(src.run_dir), "plugin": src.plugin}
     from .report import plot_ptq
 

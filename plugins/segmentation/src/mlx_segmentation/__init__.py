@@ -1,8 +1,8 @@
 """mlx segmentation plugin: torchvision DeepLabV3 / FCN from VOC-format data to verified
 ExecuTorch, TorchScript and ONNX exports.
 
-Only the hookimpls live here; torch, torchvision and the exporters are imported inside the
-stage functions so that ``mlx plugins list`` stays fast.
+Only the description lives here: the stage table names each stage's function, which the core
+imports when a run reaches that stage, so ``mlx plugins list`` never imports torch.
 """
 
 from __future__ import annotations
@@ -19,58 +19,20 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="semantic segmentation (DeepLabV3/FCN, VOC format) -> ExecuTorch/TorchScript/ONNX with parity checks",
-        stages=("data", "model", "train", "export"),
+        stages={
+            "data": "mlx_segmentation.data:build_data",
+            "model": "mlx_segmentation.model:build_model",
+            "train": "mlx_segmentation.train:train",
+            "export": "mlx_segmentation.export:export",
+            "predict": "mlx_segmentation.predict:predict",
+            "examples": "mlx_segmentation.examples:examples",
+        },
         hardware=("cpu", "cuda"),
         config=SegmentationConfig,
         requires=("torch", "torchvision", "executorch", "onnxruntime", "onnx", "matplotlib", "PIL"),
         profiler="torch",
-        core_api=">=1.1,<2",  # atomic_dir
+        core_api=">=1.2,<2",  # stage table, examples
     )
-
-
-@hookimpl
-def mlx_data(ctx):
-    if ctx.plugin != NAME:
-        return None
-    from .data import build_data
-
-    return build_data(ctx)
-
-
-@hookimpl
-def mlx_model(ctx, data):
-    if ctx.plugin != NAME:
-        return None
-    from .model import build_model
-
-    return build_model(ctx, data)
-
-
-@hookimpl
-def mlx_train(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from .train import train
-
-    return train(ctx, data, model)
-
-
-@hookimpl
-def mlx_export(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    from .export import export
-
-    return export(ctx, data, model)
-
-
-@hookimpl
-def mlx_predict(ctx, inputs):
-    if ctx.plugin != NAME:
-        return None
-    from .predict import predict
-
-    return predict(ctx, inputs)
 
 
 @hookimpl

@@ -1,7 +1,8 @@
 """mlx translation plugin: the Hugging Face opus_books EN->FR T5 workflow as mlx stages.
 
-Hooks only; the stages live in ``data``, ``model``, ``train``, ``export`` and ``predict`` and are
-imported inside the hooks so that listing plugins never imports torch or transformers.
+The description only: its stage table names the stages in ``data``, ``model``, ``train``,
+``export`` and ``predict``, which the core imports when a run reaches them (each first sets the
+offline switches), so listing plugins never imports torch or transformers.
 """
 
 from __future__ import annotations
@@ -40,60 +41,16 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="T5 translation (opus_books shape): datasets + Seq2SeqTrainer + SacreBLEU, save_pretrained and torch.export",
-        stages=("data", "model", "train", "export"),
+        stages={
+            "data": "mlx_translation.data:build",
+            "model": "mlx_translation.model:build",
+            "train": "mlx_translation.train:run",
+            "export": "mlx_translation.export:run",
+            "predict": "mlx_translation.predict:run",
+        },
         hardware=("cpu", "cuda"),
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
-        core_api=">=1.2,<2",  # mlx_core.jsonl (1.2), atomic_dir (1.1)
+        core_api=">=1.2,<2",  # stage table
     )
-
-
-@hookimpl
-def mlx_data(ctx):
-    if ctx.plugin != NAME:
-        return None
-    offline()
-    from . import data
-
-    return data.build(ctx)
-
-
-@hookimpl
-def mlx_model(ctx, data):
-    if ctx.plugin != NAME:
-        return None
-    offline()
-    from . import model
-
-    return model.build(ctx, data)
-
-
-@hookimpl
-def mlx_train(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    offline()
-    from . import train
-
-    return train.run(ctx, data, model)
-
-
-@hookimpl
-def mlx_export(ctx, data, model):
-    if ctx.plugin != NAME:
-        return None
-    offline()
-    from . import export
-
-    return export.run(ctx, data, model)
-
-
-@hookimpl
-def mlx_predict(ctx, inputs):
-    if ctx.plugin != NAME:
-        return None
-    offline()
-    from . import predict
-
-    return predict.run(ctx, inputs)

@@ -18,7 +18,9 @@ from typing import Any
 from mlx_core import ConfigError, DataError
 from mlx_core.jsonl import read_jsonl as read_jsonl_records
 
-from . import grammar
+from . import grammar, offline
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 LANGUAGE_NAMES = {
     "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese",

@@ -19,7 +19,10 @@ from typing import Any
 
 from mlx_core import StageFailed
 
+from . import offline
 from .files import atomic_dir, quiet_transformers
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 HF_DIR = ("export", "hf")
 PLUGIN_META = "mlx_translation.json"

@@ -13,7 +13,10 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError
 
+from . import offline
 from .files import quiet_transformers
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 
 def _seq2seq_types() -> list[str]:

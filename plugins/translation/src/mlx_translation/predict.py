@@ -12,8 +12,11 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError, RunError
 
+from . import offline
 from .export import HF_DIR, PLUGIN_META
 from .files import quiet_transformers
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 
 class Translator:

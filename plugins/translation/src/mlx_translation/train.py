@@ -12,7 +12,10 @@ from typing import Any
 
 from mlx_core import StageFailed
 
+from . import offline
 from .files import quiet_transformers
+
+offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
 PRETRAINED_LR = 2e-5
 SCRATCH_LR = 3e-3
