@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from mlx_core.runs import TEMP_NAME, sha256
-from mlx_core.testing import cli, spawn
+from mlx_core.testing import cli, sets, spawn
 
 # plugin -> (overrides for a small training run of at least 3 epochs, tolerance (relative and
 # absolute) of the final metrics after a resume; 0.0 means bit-identical). The overrides are
@@ -86,10 +86,6 @@ def mlx(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlx_core", *args]
 
 
-def sets(overrides: list[str]) -> list[str]:
-    return [x for o in overrides for x in ("--set", o)]
-
-
 def wait_for_epoch(runs: Path, name: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
     """The run directory, once its train stage has logged (and so checkpointed) an epoch >= 1
     (some plugins log the untrained model's evaluation as step 0)."""
@@ -117,7 +113,7 @@ def final_metrics(run_dir: Path) -> dict[str, float]:
 def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
     overrides, tolerance = RESUME[name]
     killed = subprocess.Popen(
-        mlx("run", name, "train", "--runs-dir", str(tmp_path / "killed"), *sets(overrides)),
+        mlx("run", name, "train", "--runs-dir", str(tmp_path / "killed"), *sets(*overrides)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_dir = wait_for_epoch(tmp_path / "killed", name, killed)
@@ -135,7 +131,7 @@ def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
     assert steps == sorted(set(steps)), f"{name} restarted training instead of resuming: steps {steps}"
 
     clean = subprocess.run(
-        mlx("run", name, "train", "--runs-dir", str(tmp_path / "clean"), *sets(overrides)),
+        mlx("run", name, "train", "--runs-dir", str(tmp_path / "clean"), *sets(*overrides)),
         capture_output=True,
         text=True,
     )
@@ -152,7 +148,7 @@ def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
 @pytest.mark.parametrize("name", CASES)
 def test_ctrl_c_marks_training_interrupted_and_from_finishes_it(name, tmp_path):
     overrides, _ = RESUME[name]
-    proc = spawn(mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(overrides)))
+    proc = spawn(mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(*overrides)))
     run_dir = wait_for_epoch(tmp_path, name, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -178,7 +174,7 @@ def test_runs_started_together_get_their_own_directories(name, tmp_path):
     overrides, _ = RESUME[name]
     procs = [
         subprocess.Popen(
-            mlx("run", name, "data", "--runs-dir", str(tmp_path), *sets(overrides)),
+            mlx("run", name, "data", "--runs-dir", str(tmp_path), *sets(*overrides)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -336,7 +332,7 @@ def test_export_killed_at_any_moment_leaves_only_whole_files(name, tmp_path):
     export under strace completes, removes what the kills left, and never opened a file of the
     run directory for writing under its final name: so no instant of a kill can leave half a file."""
     trained = subprocess.run(
-        mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(RESUME[name][0] + EXPORT_EXTRA.get(name, []))),
+        mlx("run", name, "train", "--runs-dir", str(tmp_path), *sets(*RESUME[name][0], *EXPORT_EXTRA.get(name, []))),
         capture_output=True, text=True,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
