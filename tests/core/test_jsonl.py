@@ -179,3 +179,11 @@ def test_numbered_records_give_the_line_of_each_record(tmp_path):
     path.write_text('{"a": 1}\n\t\n{"a": 2}\r\n' + json.dumps({"s": AWKWARD}, ensure_ascii=False) + "\n")
     assert [n for n, _ in numbered_records(Path(path))] == [1, 3, 4]
     assert read_jsonl(path)[-1] == {"s": AWKWARD}
+
+
+def test_lone_surrogate_finds_one_in_keys_values_and_nesting():
+    from mlx_core.jsonl import lone_surrogate
+
+    assert lone_surrogate({"a": ["x", {"b": "caf\u00e9 \ud800"}]}) == "\ud800"
+    assert lone_surrogate({"\udfff": 1}) == "\udfff"
+    assert lone_surrogate({"a": ["\U0001f642", 1, None, "\u2028"]}) is None

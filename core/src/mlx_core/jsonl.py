@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from .errors import DataError
 
-__all__ = ["JSON_WHITESPACE", "is_blank", "numbered_records", "parse_jsonl", "read_jsonl"]
+__all__ = ["JSON_WHITESPACE", "is_blank", "lone_surrogate", "numbered_records", "parse_jsonl", "read_jsonl"]
 
 #: the whitespace JSON allows between tokens ("\n" ends the line); a line of only these is blank
 JSON_WHITESPACE = " \t\r"
@@ -91,7 +91,7 @@ def parse_jsonl(
         if not isinstance(obj, dict):
             raise DataError(f"{at}: a JSON {_json_type(obj)}, not an object; expected {expected}")
         if lone_surrogates == "error":
-            bad = _lone_surrogate(obj)
+            bad = lone_surrogate(obj)
             if bad is not None:
                 raise DataError(
                     f"{at}: a string holds a lone surrogate escape (\\u{ord(bad):04x}), not Unicode text; expected {expected}"
@@ -121,8 +121,9 @@ def _json_type(value: Any) -> str:
     return {str: "string", list: "list"}.get(type(value), type(value).__name__)
 
 
-def _lone_surrogate(value: Any) -> str | None:
-    """The first lone surrogate in any string (key or value) of ``value``, or None."""
+def lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in any string (key or value) of the JSON value ``value``, or None:
+    a ``"\\ud800"`` escape is valid JSON but no Unicode text (Arrow and tokenizers cannot hold it)."""
     stack = [value]
     while stack:
         v = stack.pop()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_core import DataError
-from mlx_core.jsonl import parse_jsonl
+from mlx_core.jsonl import lone_surrogate, parse_jsonl
 
 #: what each line of a .jsonl file must be (ends the core reader's messages)
 EXPECTED = "one VQA record (an object with image, question and answers) per line"
@@ -60,15 +60,6 @@ def _type_name(v: Any) -> str:
     )
 
 
-def _lone_surrogate(v: Any) -> bool:
-    """A string from a ``"\\ud800"`` escape: valid JSON, but not Unicode text (Arrow drops or rejects it)."""
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 #: the fields the reader uses, checked to read back through Arrow exactly as the file has them
 USED_FIELDS = ("question", "answers", "answer", "image", "image_path", "image_id")
 
@@ -79,7 +70,7 @@ def check_record(rec: Any, where: str) -> None:
         raise DataError(f"{where}: expected a JSON object, got {_type_name(rec)} {rec!r:.60}")
     for key in USED_FIELDS:
         values = rec.get(key) if isinstance(rec.get(key), list) else [rec.get(key)]
-        bad = next((v for v in values if isinstance(v, str) and _lone_surrogate(v)), None)
+        bad = next((v for v in values if isinstance(v, str) and lone_surrogate(v)), None)
         if bad is not None:
             raise DataError(f"{where}: {key!r} holds a lone surrogate escape, not Unicode text: {bad!r:.60}")
     q = rec.get("question")

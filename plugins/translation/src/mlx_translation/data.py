@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_core import ConfigError, DataError
+from mlx_core.jsonl import lone_surrogate
 from mlx_core.jsonl import read_jsonl as read_jsonl_records
 
 from . import grammar, offline
@@ -143,14 +144,6 @@ def read_records(path: str | Path, source: str = "en", target: str = "fr") -> li
 
 
 # --- validation -------------------------------------------------------------------------------
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: str) -> Corpus:
     """Keep records with non-empty source and target texts; the first bad one is an error unless skipping."""
     out = Corpus(records=[], source=where)
@@ -176,7 +169,7 @@ def validate(rows: list[Any], source: str, target: str, on_invalid: str, where: 
         texts = {lang: tr[lang] for lang in (source, target)}
         # a "\ud800" escape is valid JSON but no Unicode text: Arrow (Dataset.from_list) cannot hold it
         fields = {"id": str(rid), **texts}
-        unicode = [k for k, text in fields.items() if isinstance(text, str) and not _is_unicode(text)]
+        unicode = [k for k, text in fields.items() if isinstance(text, str) and lone_surrogate(text)]
         if unicode:
             skip("invalid_text", f"{name}: {unicode[0]!r} {fields[unicode[0]]!r:.60} holds a lone surrogate escape, "
                  "not Unicode text")  # fmt: skip
