@@ -39,7 +39,8 @@ def sweep_json(runs: Path, name: str = "linreg-train-val_mse") -> dict:
 @pytest.fixture(scope="module")
 def three_trials(tmp_path_factory):
     runs = tmp_path_factory.mktemp("sweep") / "runs"
-    proc = cli(*sweep_args(runs, "--space", "train.lr=loguniform(0.01,0.3)", "--seed", "0", "--jobs", "99"))
+    proc = cli(*sweep_args(runs, "--space", "train.lr=loguniform(0.01,0.3)", "--seed", "0", "--jobs", "99",
+                           "--set", "stamp.text=swept"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return runs, proc
 
@@ -58,6 +59,9 @@ def test_three_trials_are_in_sqlite_and_each_is_an_ordinary_run(three_trials):
         assert sweep["study"] == "linreg-train-val_mse" and sweep["trial"] == t.number
         assert sweep["storage"] == f"sqlite:///{runs}/sweeps.db"
     assert f"--jobs 99 capped at {os.cpu_count()}" in proc.stderr
+    if (os.cpu_count() or 1) >= 2:  # two trials at once: the second began before the first ended
+        first, second = sorted(study.trials, key=lambda t: t.datetime_start)[:2]
+        assert second.datetime_start < first.datetime_complete
 
 
 def test_results_table_json_plots_and_best_config(three_trials):
@@ -71,6 +75,7 @@ def test_results_table_json_plots_and_best_config(three_trials):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((folder / "trials").glob("trial-*.log"))) == 3
     assert "COMPLETE" in proc.stdout and f"best: trial {study.best_trial.number}" in proc.stdout
+    assert f"│ {study.best_trial.number} *" in proc.stdout  # the best row is marked
 
 
 def test_best_toml_reproduces_the_best_trial(three_trials, tmp_path):
@@ -80,7 +85,9 @@ def test_best_toml_reproduces_the_best_trial(three_trials, tmp_path):
     proc = cli("run", "linreg", "train", "--config", str(best), "--runs-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     again = manifest(Path(proc.stdout.strip().splitlines()[-1]))
-    assert again["config"] == manifest(Path(study.best_trial.user_attrs["run_dir"]))["config"]
+    best_run = manifest(Path(study.best_trial.user_attrs["run_dir"]))
+    assert again["config"] == best_run["config"] and again["options"] == best_run["options"]
+    assert again["options"]["stamp"]["text"] == "swept"  # a changed cross-cutting option is kept
     assert again["metrics"]["val_mse"] == study.best_value
 
 
@@ -91,6 +98,14 @@ def test_rerun_of_a_finished_sweep_runs_no_trial(three_trials):
     assert proc.returncode == 0, proc.stderr
     assert "3 finished trial(s), 0 to run" in proc.stderr
     assert sorted(runs.glob("linreg/*")) == before and len(study_of(runs).trials) == 3
+
+
+def test_timeout_starts_no_trial_after_it(tmp_path):
+    """Each trial sleeps 10 s (20 steps x 0.5 s): after the first, the 5 s timeout has passed."""
+    proc = cli(*sweep_args(tmp_path, "--space", "train.lr=uniform(0.05,0.1)", "--set", "train.step_delay=0.5",
+                           "--timeout", "5"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [t.state.name for t in study_of(tmp_path).trials] == ["COMPLETE"]
 
 
 # --- kill and resume: trials block on a FIFO the test feeds, so the kill instant is fixed ----
@@ -141,6 +156,7 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its trial, as a crash would
         proc.communicate(timeout=60)
     os.close(held)
+    assert sweep_json(runs)["counts"] == {"COMPLETE": 1}  # written after trial 0, before trial 1 began
     interrupted_params = study_of(runs).trials[1].params
 
     # the same command again, fed by a thread: one feed per new trial run directory
@@ -167,6 +183,7 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[1].user_attrs["mlx_interrupted"] is True and "interrupted" in trials[1].user_attrs["error"]
     assert trials[2].params == interrupted_params and trials[2].user_attrs["mlx_retry_of"] == 1
+    assert trials[3].params != trials[0].params  # the resumed sampler's seed is offset: no replayed draw
     # trial 0 ran once: one run directory records it
     numbers = [manifest(p.parent)["records"].get("sweep", {}).get("trial") for p in runs.glob("linreg/*/run.json")]
     assert sorted(numbers) == [0, 1, 2, 3]
@@ -181,6 +198,7 @@ def test_a_worse_trial_is_pruned_at_its_first_report(tmp_path):
     common = ["--pruner", "median", "--prune-after", "1"]
     first = cli(*sweep_args(runs, *common, "--space", "train.lr=uniform(0.19,0.2)", trials=1, metric="train_mse"))
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "importance.png skipped: it needs 2 completed trial(s), the study has 1" in first.stdout
     second = cli(*sweep_args(runs, *common, "--space", "train.lr=uniform(0.001,0.0011)", trials=2, metric="train_mse"))
     assert second.returncode == 0, second.stderr[-3000:]
     study = study_of(runs, "linreg-train-train_mse")
@@ -191,6 +209,7 @@ def test_a_worse_trial_is_pruned_at_its_first_report(tmp_path):
     assert m["status"] == "pruned" and m["stages"]["train"]["status"] == "pruned"
     assert [h["step"] for h in m["stages"]["train"]["history"]] == [10]  # stopped at once
     assert "pruned at step 10" in t1.user_attrs["error"] and "PRUNED" in second.stdout
+    assert t1.user_attrs["exit_code"] == 3
 
 
 # --- failures --------------------------------------------------------------------------------
@@ -199,6 +218,48 @@ def test_a_changed_choice_list_needs_a_new_study(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     line = one_line_error(cli(*sweep_args(tmp_path, "--space", "train.lr=choice(0.1, 0.3)", trials=2)))
     assert "study 'linreg-train-val_mse' drew train.lr from choice(0.1, 0.2)" in line and "--study" in line
+    other = cli(*sweep_args(tmp_path, "--space", "train.lr=choice(0.1, 0.2)", "--study", "linreg-train-val_mse"),
+                "--metric", "train_mse")  # fmt: skip
+    assert "is a sweep of {'plugin': 'linreg', 'stage': 'train', 'metric': 'val_mse'}" in one_line_error(other)
+
+
+def test_no_completed_trial_exits_1_with_the_reason(tmp_path):
+    proc = cli("sweep", "linreg", "export", "--trials", "1", "--metric", "val_mse", "--direction", "minimize",
+               "--runs-dir", str(tmp_path), "--set", "train.epochs=10",
+               "--space", "export.fail_parity=choice(true)")  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: no trial of study 'linreg-export-val_mse' completed ({'FAIL': 1}): "
+        "exported model differs from the trained one (mse diff 1.0)"
+    ]
+
+
+def test_recover_fails_only_dead_local_trials_and_requeues_them(tmp_path):
+    import socket
+
+    from mlx_core.sweep import _recover
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owners = {"dead": (socket.gethostname(), int(dead.stdout)), "alive": (socket.gethostname(), os.getpid()),
+              "elsewhere": ("another-host", 1)}  # fmt: skip
+    for host, pid in owners.values():
+        t = study.ask()
+        t.suggest_float("x", 0, 1)
+        t.set_user_attr("mlx_host", host)
+        t.set_user_attr("mlx_pid", pid)
+
+    class Plan:
+        study_name = "s"
+
+    notes = _recover(optuna, study, study._storage, Plan())
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "RUNNING", "WAITING"], notes
+    waiting = study.trials[3]
+    assert waiting.user_attrs == {"mlx_retry_of": 0} and waiting.system_attrs["fixed_params"] == study.trials[0].params
+    assert _recover(optuna, study, study._storage, Plan()) == []  # enqueued once only
 
 
 def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path):

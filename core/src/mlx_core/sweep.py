@@ -429,6 +429,7 @@ class _Sweep:
             raise
         seconds = round(time.perf_counter() - t0, 2)
         trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("exit_code", proc.returncode)
         from .runs import atomic_write
 
         atomic_write(self.plan.sweep_dir / "trials" / f"trial-{trial.number:04d}.log", stderr + stdout)
