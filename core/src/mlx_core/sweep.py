@@ -584,13 +584,16 @@ def write_results(optuna: Any, study: Any, plan: _Plan, plots: bool = True) -> d
                     fig.set_size_inches(7, 4.5)
                     fig.tight_layout()
                     with atomic_path(plan.sweep_dir / f"{name}.png") as tmp:
-                        fig.savefig(tmp, format="png", dpi=100)
+                        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")  # keep the outside legend
                     plt.close(fig)
                 files[name] = f"{name}.png"
             except Exception as exc:  # noqa: BLE001 - e.g. importance of parameters that never varied
                 first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
                 notes.append(f"{name}.png skipped: {first}")
-        if best is not None and best.user_attrs.get("run_dir"):
+        best_run = best.user_attrs.get("run_dir") if best is not None else None
+        if best is not None and not (best_run and (Path(best_run) / "run.json").is_file()):
+            notes.append(f"best.toml not written: best trial {best.number} has no run.json ({best_run or 'no run'})")
+        elif best is not None:
             text, note = best_config_toml(plan, best)
             atomic_write(plan.sweep_dir / "best.toml", text)
             files["best_config"] = "best.toml"
