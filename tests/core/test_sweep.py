@@ -191,24 +191,26 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path):
 
 
 # --- pruning ---------------------------------------------------------------------------------
-def test_a_worse_trial_is_pruned_at_its_first_report(tmp_path):
+def test_a_worse_trial_is_pruned_at_its_first_report_after_the_warmup(tmp_path):
     """Median pruning after one completed trial (--prune-after 1): a second sweep of the same study
-    with a learning rate 200x smaller is worse at step 10 than trial 0 was, so it is pruned there."""
+    with a learning rate 200x smaller is worse at every step than trial 0 was; --prune-warmup 15
+    spares its step 10, so it is pruned at step 20."""
     runs = tmp_path / "runs"
     common = ["--pruner", "median", "--prune-after", "1"]
     first = cli(*sweep_args(runs, *common, "--space", "train.lr=uniform(0.19,0.2)", trials=1, metric="train_mse"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert "importance.png skipped: it needs 2 completed trial(s), the study has 1" in first.stdout
-    second = cli(*sweep_args(runs, *common, "--space", "train.lr=uniform(0.001,0.0011)", trials=2, metric="train_mse"))
+    second = cli(*sweep_args(runs, *common, "--prune-warmup", "15", "--space", "train.lr=uniform(0.001,0.0011)",
+                             trials=2, metric="train_mse"))  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     study = study_of(runs, "linreg-train-train_mse")
     t0, t1 = study.trials
     assert (t0.state.name, t1.state.name) == ("COMPLETE", "PRUNED")
-    assert list(t1.intermediate_values) == [10] and t1.intermediate_values[10] > t0.intermediate_values[10]
+    assert list(t1.intermediate_values) == [10, 20] and t1.intermediate_values[20] > t0.intermediate_values[20]
     m = manifest(Path(t1.user_attrs["run_dir"]))
     assert m["status"] == "pruned" and m["stages"]["train"]["status"] == "pruned"
-    assert [h["step"] for h in m["stages"]["train"]["history"]] == [10]  # stopped at once
-    assert "pruned at step 10" in t1.user_attrs["error"] and "PRUNED" in second.stdout
+    assert [h["step"] for h in m["stages"]["train"]["history"]] == [10, 20]  # stopped at once
+    assert "pruned at step 20" in t1.user_attrs["error"] and "PRUNED" in second.stdout
     assert t1.user_attrs["exit_code"] == 3
 
 

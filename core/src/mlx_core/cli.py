@@ -268,7 +268,7 @@ def sweep_cmd(
     sampler: Annotated[str, typer.Option("--sampler", help="tpe, random or grid.")] = "tpe",
     pruner: Annotated[str, typer.Option("--pruner", help="median or none.")] = "median",
     prune_after: Annotated[int, typer.Option("--prune-after", help="Completed trials before pruning.")] = 2,
-    prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="Steps of a trial never pruned.")] = 0,
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="No pruning at steps below S.")] = 0,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Start no trial after S seconds.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampler seed.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
