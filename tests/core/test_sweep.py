@@ -76,6 +76,8 @@ def test_results_table_json_plots_and_best_config(three_trials):
     assert len(list((folder / "trials").glob("trial-*.log"))) == 3
     assert "COMPLETE" in proc.stdout and f"best: trial {study.best_trial.number}" in proc.stdout
     assert f"│ {study.best_trial.number} *" in proc.stdout  # the best row is marked
+    for t in study.trials:  # and a line on stderr as each trial ended
+        assert f"trial {t.number} COMPLETE val_mse={t.value:.6g} " in proc.stderr
 
 
 def test_best_toml_reproduces_the_best_trial(three_trials, tmp_path):
@@ -102,10 +104,12 @@ def test_rerun_of_a_finished_sweep_runs_no_trial(three_trials):
 
 def test_timeout_starts_no_trial_after_it(tmp_path):
     """Each trial sleeps 10 s (20 steps x 0.5 s): after the first, the 5 s timeout has passed."""
+    storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     proc = cli(*sweep_args(tmp_path, "--space", "train.lr=uniform(0.05,0.1)", "--set", "train.step_delay=0.5",
-                           "--timeout", "5"))  # fmt: skip
+                           "--timeout", "5", "--storage", storage, "--study", "timed"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [t.state.name for t in study_of(tmp_path).trials] == ["COMPLETE"]
+    assert [t.state.name for t in optuna.load_study(study_name="timed", storage=storage).trials] == ["COMPLETE"]
+    assert not (tmp_path / "sweeps.db").exists() and (tmp_path / "sweeps" / "timed" / "sweep.json").is_file()
 
 
 # --- kill and resume: trials block on a FIFO the test feeds, so the kill instant is fixed ----
