@@ -7,6 +7,7 @@ Each plugin declares its hardware matrix and install steps in ``plugins/<name>/p
     extras = { cpu = "cpu", cuda = "cuda" }            # optional: extra of the plugin per kind
     after = { cpu = [["uninstall", "fbgemm-gpu"], ["install", "fbgemm-gpu-cpu==1.9.0"]] }
                                         # optional: `uv pip` / `pip` steps after the install
+    core_extras = ["sweep"]             # optional: mlx-core extras its tests need (mlx sweep)
 
 so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
 integration (everything together), bench (not run by default).
@@ -42,6 +43,7 @@ def plugin_table() -> dict[str, dict]:
             "hardware": decl.get("hardware", ["cpu"]),
             "extras": decl.get("extras", {}),
             "after": decl.get("after", {}),
+            "core_extras": decl.get("core_extras", []),
         }
     return table
 
@@ -63,19 +65,26 @@ def pip(session: nox.Session, *args: str) -> None:
         session.run("python", "-m", "pip", *args)
 
 
-def install_plugins(session: nox.Session, names: list[str], hardware: str, *extra: str) -> None:
+def install_plugins(
+    session: nox.Session, names: list[str], hardware: str, *extra: str, core_extras: tuple[str, ...] = ()
+) -> None:
     """Install the core and the named plugins (with their extras for ``hardware``) in one resolve,
     then run each plugin's ``after`` steps."""
     targets = []
     for name in names:
         extra_name = PLUGINS[name]["extras"].get(hardware)
         targets.append(str(PLUGINS[name]["path"]) + (f"[{extra_name}]" if extra_name else ""))
-    session.install(str(ROOT / "core"), *targets, *extra)
+    session.install(core_target(*core_extras), *targets, *extra)
     for name in names:
         for step in PLUGINS[name]["after"].get(hardware, []):
             if step[0] == "uninstall" and session.venv_backend != "uv":
                 step = [step[0], "-y", *step[1:]]
             pip(session, *step)
+
+
+def core_target(*extras: str) -> str:
+    """The core as an install target, with extras (``core[sweep]``)."""
+    return str(ROOT / "core") + (f"[{','.join(extras)}]" if extras else "")
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
@@ -95,8 +104,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core alone, with the test plugins installed through real entry points (numpy and
-    Pillow only for the tests of mlx_core.hostile's image helpers; the core never imports them)."""
-    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow")
+    Pillow only for the tests of mlx_core.hostile's image helpers; the core never imports them),
+    and the sweep extra (Optuna, matplotlib) for tests/core/test_sweep.py."""
+    session.install(core_target("sweep"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow")
     pytest(session, "tests/core")
 
 
@@ -104,7 +114,7 @@ def _make_plugin_session(name: str, hardware: str) -> None:
     def session_fn(session: nox.Session) -> None:
         if hardware == "cuda" and not has_gpu():
             session.skip(f"{name}-cuda needs an NVIDIA GPU; nvidia-smi found none on this machine")
-        install_plugins(session, [name], hardware, *TEST_TOOLS)
+        install_plugins(session, [name], hardware, *TEST_TOOLS, core_extras=tuple(PLUGINS[name]["core_extras"]))
         session.env["MLX_TEST_DEVICE"] = hardware
         pytest(session, f"tests/{name}")
 
@@ -122,7 +132,7 @@ def integration(session: nox.Session) -> None:
     """Every plugin installed together; cross-plugin tests in tests/integration."""
     hardware = "cuda" if has_gpu() else "cpu"
     names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
-    install_plugins(session, names, hardware, *TEST_TOOLS)
+    install_plugins(session, names, hardware, *TEST_TOOLS, core_extras=("sweep",))
     pytest(session, "tests/integration")
 
 

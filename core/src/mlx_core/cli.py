@@ -249,6 +249,48 @@ def run_cmd(
     print(manifest.run_dir)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    plugin: str,
+    stage: str,
+    trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have.")] = 10,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="run.json metric to optimise.")] = None,
+    direction: Annotated[Optional[str], typer.Option("--direction", help="minimize or maximize.")] = None,
+    space: Annotated[
+        Optional[list[str]], typer.Option("--space", help="KEY=uniform|loguniform|int(a,b) or KEY=choice(v,...).")
+    ] = None,
+    space_from_schema: Annotated[
+        Optional[list[str]], typer.Option("--space-from-schema", help="KEY[,KEY]: the field's own bounds/choices.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Trials at once (capped at the CPU count).")] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name.")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe, random or grid.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median or none.")] = "median",
+    prune_after: Annotated[int, typer.Option("--prune-after", help="Completed trials before pruning.")] = 2,
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="No pruning at steps below S.")] = 0,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Start no trial after S seconds.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampler seed.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = "auto",
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", envvar="MLX_RUNS_DIR", help="Where runs go.")] = Path("runs"),
+    track: Annotated[Optional[str], typer.Option("--track", help="mlflow[=URI]: trials nest in one run.")] = None,
+) -> None:
+    """Tune PLUGIN on Optuna: every trial an `mlx run PLUGIN STAGE --set ...` (see docs/sweeps.md)."""
+    from .sweep import SweepArgs, sweep
+
+    sweep(
+        SweepArgs(
+            plugin=plugin, stage=stage, metric=metric, direction=direction, trials=trials, space=space or [],
+            space_from_schema=space_from_schema or [], jobs=jobs, storage=storage, study=study, sampler=sampler,
+            pruner=pruner, prune_after=prune_after, prune_warmup=prune_warmup, timeout=timeout, seed=seed,
+            config=config, sets=set_ or [], device=device, runs_dir=runs_dir, track=track,
+        ),
+        out, err,
+    )  # fmt: skip
+
+
 @app.command("predict")
 def predict_cmd(
     plugin: str,

@@ -47,3 +47,10 @@ class StageFailed(MlxError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill PID``): handled like Ctrl-C (the stage is marked interrupted), named as such."""
+
+
+class Pruned(MlxError):
+    """A sweep's pruner stopped this trial's run early: its intermediate metric was not promising.
+    The run (and its stage) is recorded ``pruned``; exit code 3 tells it from a failure."""
+
+    exit_code = 3

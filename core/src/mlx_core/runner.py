@@ -16,7 +16,7 @@ from rich.console import Console
 from . import __version__
 from . import config as cfgmod
 from .context import RunContext, make_progress
-from .errors import DeviceError, MlxError, PluginError, RunError, Terminated, UsageError
+from .errors import DeviceError, MlxError, PluginError, Pruned, RunError, Terminated, UsageError
 from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry
@@ -71,6 +71,10 @@ def run(
     ``observers`` (``mlx_core.observers.RunObserver``) hear the start, every ``ctx.log_metrics``
     call and the end with the run's status."""
     observers = list(observers or [])
+    if os.environ.get("MLX_SWEEP_STUDY"):  # this run is a trial of `mlx sweep`: report to its pruner
+        from .sweep import trial_observer
+
+        observers += [o for o in (trial_observer(),) if o is not None]
     console = console or Console(stderr=True)
     rec = registry.get(plugin)
     check_stage(stage)
@@ -186,6 +190,7 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
         raise
     except MlxError as exc:
         error = str(exc)
+        status = "pruned" if isinstance(exc, Pruned) else "failed"
         raise
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
