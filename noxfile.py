@@ -30,6 +30,8 @@ TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 # pytest exits 5 when it collected no tests; a plugin folder without tests yet is not a failure
 # of the toolkit, but it is reported.
 PYTEST_OK = [0, 5]
+# mlx-core's opt-in tracker libraries (`mlx run --track ...`), for the core and integration tests
+TRACKER_EXTRAS = "[mlflow,tensorboard]"
 
 
 def plugin_table() -> dict[str, dict]:
@@ -63,14 +65,14 @@ def pip(session: nox.Session, *args: str) -> None:
         session.run("python", "-m", "pip", *args)
 
 
-def install_plugins(session: nox.Session, names: list[str], hardware: str, *extra: str) -> None:
+def install_plugins(session: nox.Session, names: list[str], hardware: str, *extra: str, core_extras: str = "") -> None:
     """Install the core and the named plugins (with their extras for ``hardware``) in one resolve,
     then run each plugin's ``after`` steps."""
     targets = []
     for name in names:
         extra_name = PLUGINS[name]["extras"].get(hardware)
         targets.append(str(PLUGINS[name]["path"]) + (f"[{extra_name}]" if extra_name else ""))
-    session.install(str(ROOT / "core"), *targets, *extra)
+    session.install(str(ROOT / "core") + core_extras, *targets, *extra)
     for name in names:
         for step in PLUGINS[name]["after"].get(hardware, []):
             if step[0] == "uninstall" and session.venv_backend != "uv":
@@ -95,8 +97,11 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core alone, with the test plugins installed through real entry points (numpy and
-    Pillow only for the tests of mlx_core.hostile's image helpers; the core never imports them)."""
-    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow")
+    Pillow only for the tests of mlx_core.hostile's image helpers and the report screenshot; the
+    core never imports them) and the tracker extras, so the MLflow and TensorBoard tests run."""
+    session.install(
+        str(ROOT / "core") + TRACKER_EXTRAS, str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow"
+    )
     pytest(session, "tests/core")
 
 
@@ -122,7 +127,7 @@ def integration(session: nox.Session) -> None:
     """Every plugin installed together; cross-plugin tests in tests/integration."""
     hardware = "cuda" if has_gpu() else "cpu"
     names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
-    install_plugins(session, names, hardware, *TEST_TOOLS)
+    install_plugins(session, names, hardware, *TEST_TOOLS, core_extras=TRACKER_EXTRAS)
     pytest(session, "tests/integration")
 
 
