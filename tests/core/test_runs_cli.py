@@ -87,6 +87,8 @@ def test_list_filters_sorts_and_limits(zoo):
     both = _rows(runs, "--where", "config.train.epochs>=30", "--where", "plugin=linreg")
     assert {r["id"] for r in both} == {zoo["good"].name, zoo["bad"].name}
     assert _rows(runs, "--where", "config.train.epochs>30") == []
+    recent = {r["id"] for r in _rows(runs, "--where", "started>=2026-06-01")}  # text compares as text
+    assert recent == {zoo["good"].name, zoo["bad"].name}
     ids = [r["id"] for r in _rows(runs)]  # newest first; unreadable (no start time) last
     assert ids[0] == zoo["bad"].name and ids[-1] == zoo["cut"].name
     assert [r["id"] for r in _rows(runs, "--sort", "started", "--limit", "1")] == [zoo["seg"].name]

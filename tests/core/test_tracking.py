@@ -250,3 +250,54 @@ def test_mlflow_server_down_is_one_warning_and_the_run_goes_on(tmp_path):
     warned = [ln for ln in proc.stderr.splitlines() if "warning" in ln.lower() or "retry" in ln.lower()]
     assert len(warned) == 1 and warned[0].startswith("warning: tracker mlflow stopped"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_from_continuation_goes_on_in_the_same_mlflow_run(store, tmp_path):
+    uri, client = store
+    first = run(Registry(), "linreg", "train", runs_dir=tmp_path, overrides=["train.epochs=30"],
+                observers=tracking.observers([f"mlflow={uri}"], None, print))  # fmt: skip
+    again = run(Registry(), "linreg", "export", from_dir=first.run_dir,
+                observers=tracking.observers([f"mlflow={uri}"], None, print))  # fmt: skip
+    (found,) = _mlflow_runs(client, first.data["id"])
+    history = client.get_metric_history(found.info.run_id, "train_mse")
+    assert [(h.step, h.value) for h in history] == _history(again.data, "train_mse")
+    assert found.info.status == "FINISHED" and "export/model.json" in _artifacts(client, found.info.run_id)
+
+
+def test_mlflow_http_settings_are_set_only_where_the_user_set_none(monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlx_core.tracking.mlflow import HTTP_DEFAULTS, MlflowTracker
+
+    for name in HTTP_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "33")
+    MlflowTracker("http://127.0.0.1:9")._connect()  # connects to nothing yet
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "33"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+
+
+def test_tensorboard_events_are_readable_while_the_run_goes(tmp_path):
+    pytest.importorskip("tensorboard")
+    from mlx_core.tracking.tensorboard import TensorBoardTracker
+
+    class M:
+        run_dir, data = tmp_path, {"stages": {}}
+
+    tb = TensorBoardTracker.create(None)
+    tb.start(M())
+    tb.metrics("train", {"loss": 0.5}, 1)
+    assert _scalars(tmp_path / "tensorboard") == {"loss": [(1, 0.5)]}  # before the end: flushed at each call
+    tb.end(M(), "completed")
+
+
+def test_plugins_of_the_mlx_group_may_publish_trackers_too():
+    import types
+
+    from mlx_core import hookimpl
+
+    mod = types.ModuleType("with_tracker")
+    mod.mlx_trackers = hookimpl(lambda: {"custom": lambda value: object()})
+    reg = Registry(load=False)
+    reg.pm.register(mod, name="with_tracker")
+    factories, _ = tracking.discover(reg)
+    assert "custom" in factories and "mlflow" in factories
