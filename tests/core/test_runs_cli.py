@@ -169,6 +169,9 @@ def test_gc_keeps_the_newest_and_never_a_run_whose_lock_is_held(tmp_path):
     moved = runs / "other" / other.name
     moved.parent.mkdir()
     other.rename(moved)
+    cut = runs / "linreg" / "00000000-000000-000000"  # sorts oldest, but cannot be dated: kept
+    shutil.copytree(old, cut)
+    (cut / "run.json").write_text("{")
     with run_lock(held):
         listed = {r["id"]: r["status"] for r in _rows(runs)}
         assert listed[held.name] == "running"
@@ -179,6 +182,7 @@ def test_gc_keeps_the_newest_and_never_a_run_whose_lock_is_held(tmp_path):
         result = json.loads(proc.stdout)
     assert result["deleted"] == [str(old)] and not old.exists()
     assert result["running"] == [str(held)] and held.exists() and newest.exists() and moved.exists()
+    assert result["unreadable"] == [str(cut)] and cut.exists()
     assert not [p for p in (runs / "linreg").iterdir() if p.name.startswith(".")]  # no leftover temp folder
     proc = cli("runs", "gc", "--keep", "0", "--plugin", "other", "--runs-dir", str(runs), "--json")
     assert json.loads(proc.stdout)["deleted"] == [str(moved)] and held.exists()

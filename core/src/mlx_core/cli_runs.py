@@ -221,9 +221,10 @@ def runs_gc(
             out.print(f"{verb} {p}", highlight=False)
         for p in result["running"]:
             out.print(f"kept {p} (running)", highlight=False)
-        out.print(
-            f"{verb} {len(result['deleted'])}, kept {len(result['kept']) + len(result['running'])}", highlight=False
-        )
+        for p in result["unreadable"]:
+            out.print(f"kept {p} (unreadable run.json: see mlx runs list)", highlight=False)
+        kept = len(result["kept"]) + len(result["running"]) + len(result["unreadable"])
+        out.print(f"{verb} {len(result['deleted'])}, kept {kept}", highlight=False)
     if result["errors"]:
         raise RunError(f"could not delete: {'; '.join(result['errors'])}")
 

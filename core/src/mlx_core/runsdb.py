@@ -408,17 +408,20 @@ def gc(entries: list[RunEntry], keep: int, *, plugin: str | None = None, dry_run
 
     A run whose lock is held is never deleted: the lock is taken (the same ``flock`` as
     ``run_lock``) before the folder is renamed to a hidden temporary name and removed, so a run
-    starting at that instant either finds it gone or refuses to start. Newest: by ``created``,
-    else by directory name (ids start with the time)."""
+    starting at that instant either finds it gone or refuses to start. Newest: by ``created``
+    (then by directory name). Unreadable runs are never deleted."""
     if keep < 0:
         raise UsageError(f"--keep {keep}: expected a number >= 0")
     by_plugin: dict[str, list[RunEntry]] = {}
     for e in entries:
         by_plugin.setdefault(e.path.parent.name, []).append(e)
-    result: dict[str, list[str]] = {"deleted": [], "kept": [], "running": [], "errors": []}
+    result: dict[str, list[str]] = {"deleted": [], "kept": [], "running": [], "unreadable": [], "errors": []}
     for name, group in sorted(by_plugin.items()):
         if plugin and name != plugin:
             continue
+        # a run whose run.json cannot be read has no date to rank it by: left for a person to look at
+        result["unreadable"] += [str(e.path) for e in group if not e.readable]
+        group = [e for e in group if e.readable]
         group.sort(key=lambda e: (str((e.data or {}).get("created") or ""), e.path.name), reverse=True)
         result["kept"] += [str(e.path) for e in group[:keep]]
         for e in group[keep:]:
