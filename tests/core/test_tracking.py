@@ -182,16 +182,20 @@ def test_mlflow_run_has_the_config_history_artifacts_and_status(store, tmp_path)
     assert found.data.metrics["val_mse"] == m.data["metrics"]["val_mse"]
     assert found.data.tags["mlx.version.mlx-core"] == m.data["versions"]["mlx-core"]
     assert _artifacts(client, found.info.run_id) == {"data/points.csv", "export/model.json", "run.json"}
+    assert client.get_experiment(found.info.experiment_id).name == "linreg"  # the plugin's name
 
 
-def test_mlflow_failed_run_ends_failed(store, tmp_path):
+def test_mlflow_failed_run_ends_failed(store, tmp_path, monkeypatch):
     uri, client = store
-    obs = tracking.observers([f"mlflow={uri}"], None, [].append)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # --track mlflow without a URI: MLflow's own setting
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
+    obs = tracking.observers(["mlflow"], None, [].append)
     with pytest.raises(MlxError):
         run(Registry(), "linreg", "train", runs_dir=tmp_path, overrides=["data.path=/nonexistent.csv"], observers=obs)
     (run_dir,) = (tmp_path / "linreg").iterdir()
     (found,) = _mlflow_runs(client, run_dir.name)
     assert found.info.status == "FAILED" and found.data.tags["mlx.status"] == "failed"
+    assert client.get_experiment(found.info.experiment_id).name == "mine"
 
 
 def test_mlflow_nests_under_the_parent_run_a_sweep_names(store, tmp_path, monkeypatch):

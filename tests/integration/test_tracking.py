@@ -60,6 +60,7 @@ def test_segmentation_run_tracked_in_mlflow_listed_and_reported(tmp_path):
         for info in client.list_artifacts(found.info.run_id, folders.pop()):
             folders.append(info.path) if info.is_dir else logged.add(info.path)
     assert {a["path"] for a in data["artifacts"]} | {"run.json"} <= logged
+    assert (tmp_path / "mlruns").is_dir()  # a sqlite store keeps artifacts in ./mlruns (docs/runs.md)
 
     for name in sorted(set(NEIGHBOURS) & installed()):
         other = cli("run", name, "data", "--runs-dir", str(runs), "--device", "cpu", *sets(NEIGHBOURS[name]))
