@@ -82,8 +82,8 @@ def chart(metric: str, runs: list[list[tuple[float, float]]]) -> str:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
+    if x1 == x0:  # one step: a dot; steps are never negative, so the axis starts at 0 at most
+        x0, x1 = max(0.0, x0 - 1), x1 + 1
     if y1 == y0:
         pad = abs(y0) * 0.1 or 1.0
         y0, y1 = y0 - pad, y1 + pad
