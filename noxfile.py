@@ -31,6 +31,9 @@ TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 # pytest exits 5 when it collected no tests; a plugin folder without tests yet is not a failure
 # of the toolkit, but it is reported.
 PYTEST_OK = [0, 5]
+# mlx-core's opt-in tracker libraries (`mlx run --track ...`), for the core and integration tests
+#: extras of mlx-core the core and integration tests need: trackers and sweeps
+CORE_TEST_EXTRAS = ("mlflow", "tensorboard", "sweep")
 
 
 def plugin_table() -> dict[str, dict]:
@@ -132,7 +135,7 @@ def integration(session: nox.Session) -> None:
     """Every plugin installed together; cross-plugin tests in tests/integration."""
     hardware = "cuda" if has_gpu() else "cpu"
     names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
-    install_plugins(session, names, hardware, *TEST_TOOLS, core_extras=("sweep",))
+    install_plugins(session, names, hardware, *TEST_TOOLS, core_extras=CORE_TEST_EXTRAS)
     pytest(session, "tests/integration")
 
 

@@ -27,6 +27,9 @@ plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_h
 app.add_typer(plugins_app, name="plugins")
 models_app = typer.Typer(help="Models the installed plugins publish (the model hub).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+from .cli_runs import runs_app  # noqa: E402 - `mlx runs ...`: its own module, registered with the others
+
+app.add_typer(runs_app, name="runs")
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -224,14 +227,22 @@ def run_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", envvar="MLX_RUNS_DIR", help="Where runs go.")] = Path("runs"),
     from_: Annotated[Optional[Path], typer.Option("--from", help="Continue in an earlier run directory.")] = None,
     profile: Annotated[bool, typer.Option("--profile", help="Record a profiler trace of each stage.")] = False,
+    track: Annotated[
+        Optional[list[str]],
+        typer.Option("--track", help="Send the run to a tracker: mlflow[=URI], tensorboard (repeatable; opt-in)."),
+    ] = None,
 ) -> None:
     """Run PLUGIN's stages (data, model, train, export) up to STAGE."""
     from .plugins import Registry
     from .runner import run
+    from .tracking import observers
 
+    registry = Registry()
+    warn = lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
     manifest = run(
-        Registry(), plugin, stage, config_file=config, overrides=set_ or [], device=device,
+        registry, plugin, stage, config_file=config, overrides=set_ or [], device=device,
         runs_dir=runs_dir, from_dir=from_, profile=profile, console=err, command=sys.argv,
+        observers=observers(track or [], registry, warn),
     )  # fmt: skip
     d = manifest.data
     table = Table("stage", "status", "seconds", title=f"{plugin}: {manifest.run_dir}", title_justify="left")

@@ -163,6 +163,14 @@ class Registry:
         self._describe(rec)
         return rec
 
+    def add_hook_module(self, module: Any, name: str) -> bool:
+        """Register a module that implements hooks but is no ``mlx`` plugin (a tracker package of
+        the ``mlx.trackers`` group): no description, no status. False if ``name`` is taken."""
+        if self.pm.has_plugin(name):
+            return False
+        self.pm.register(module, name=name)
+        return True
+
     def _describe(self, rec: PluginRecord) -> None:
         impls = [i for i in self.pm.hook.mlx_plugin.get_hookimpls() if i.plugin_name == rec.name]
         if not impls:
@@ -279,9 +287,14 @@ class Registry:
             return None
         return fn(**_accepted(fn, kwargs, f"plugin {rec.name!r}: {rec.info.table[key]}"))  # type: ignore[union-attr]
 
+    def publishers(self, hook: str) -> list[tuple[str, Callable[[], Any]]]:
+        """``(plugin name, its function)`` for every implementation of a collecting hook
+        (``mlx_models``, ``mlx_trackers``), so that one plugin's failure can be told apart."""
+        return [(i.plugin_name, i.function) for i in getattr(self.pm.hook, hook).get_hookimpls()]
+
     def model_publishers(self) -> list[tuple[str, Callable[[], Any]]]:
         """``(plugin name, its mlx_models function)`` for every plugin that publishes models."""
-        return [(i.plugin_name, i.function) for i in self.pm.hook.mlx_models.get_hookimpls()]
+        return self.publishers("mlx_models")
 
     def answering_impls(self, name: str, stage: str) -> list[Callable[..., Any]]:
         """Plugin ``name``'s own non-wrapper hook functions for ``mlx_<stage>`` (old-style plugins)."""

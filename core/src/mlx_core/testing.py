@@ -177,6 +177,9 @@ def check_examples_contract(
 
 HEAVY_LIBRARIES = ("torch", "torchvision", "torchrec", "fbgemm_gpu", "paddle", "transformers", "datasets",
                    "tensorflow", "jax", "executorch", "onnxruntime", "bitsandbytes", "torchmultimodal")  # fmt: skip
+#: tracker libraries: imported only by a run that asks for a tracker (--track, mlx runs sync)
+TRACKER_LIBRARIES = ("mlflow", "tensorboard", "tensorboardX", "wandb", "clearml")
+HEAVY_LIBRARIES += TRACKER_LIBRARIES
 
 _IMPORTS_SNIPPET = """
 import json, sys
