@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import mlx_custom_ops
+import pytest
 
 PACKAGE = Path(mlx_custom_ops.__file__).parent
 
