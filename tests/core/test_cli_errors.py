@@ -33,6 +33,8 @@ def test_unknown_set_key_suggests(mlx, tmp_path):
         ("train.lr=-1", "greater than 0"),
         ("export.format=xml", "'xml'"),
         ("train.epochs", "expected KEY=VALUE"),
+        ("seed=true", "expected a number (int), not a boolean"),
+        ("train.lr=true", "expected a number (float), not a boolean"),
     ],
 )
 def test_wrong_type_or_range(mlx, tmp_path, override, fragment):
