@@ -267,7 +267,7 @@ def doctor(registry: Registry) -> dict[str, Any]:
         except md.PackageNotFoundError:
             pass
     plugins = []
-    for r in sorted(registry.records.values(), key=lambda r: r.name):
+    for r in registry.listed():
         d = r.as_dict()
         d["can_run_here"] = r.usable
         plugins.append(d)
