@@ -83,3 +83,18 @@ def test_new_refuses_to_overwrite(tmp_path, mlx):
     line = one_line_error(mlx("plugins", "new", "twice", "--dir", str(tmp_path)))
     assert "already exists" in line
     assert marker.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("core", "is reserved"),
+        ("mlx", "is reserved"),
+        ("linreg", "the installed plugin 'linreg' (mlx-testplugins)"),  # an installed plugin's name
+        ("testplugins", "the distribution mlx-testplugins is installed"),  # its package, not a plugin name
+    ],
+)
+def test_new_refuses_reserved_and_taken_names(tmp_path, mlx, name, fragment):
+    line = one_line_error(mlx("plugins", "new", name, "--dir", str(tmp_path)))
+    assert repr(name) in line and fragment in line
+    assert list(tmp_path.iterdir()) == []
