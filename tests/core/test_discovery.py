@@ -8,6 +8,8 @@ import pytest
 
 from mlx_core.hardware import has_cuda
 
+from conftest import fake_distribution
+
 
 def listed(mlx, **env) -> dict[str, dict]:
     proc = mlx("plugins", "list", "--json", env=env)
@@ -126,17 +128,6 @@ def test_version(mlx):
 
     proc = mlx("--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
-
-
-def fake_distribution(site, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
-    """An installed distribution as importlib.metadata finds one on sys.path: a ``.dist-info``
-    folder with METADATA and entry_points.txt, beside its modules."""
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text("[mlx]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
-    for name, code in modules.items():
-        (site / f"{name}.py").write_text(code)
 
 
 # a module that leaves a mark when imported: a conflicting plugin must not be

@@ -21,7 +21,7 @@ from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry
 from .profiling import profile_stage
-from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
+from .runs import Manifest, declared_versions, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
 
 
 def resolve_device(requested: str, rec: PluginRecord) -> str:
@@ -47,6 +47,7 @@ def _versions(rec: PluginRecord) -> dict[str, str]:
         "python": platform.python_version(),
         "mlx-core": __version__,
         rec.distribution or rec.name: rec.version or "unknown",
+        **declared_versions(rec.info.requires if rec.info else ()),  # what the plugin says it uses
         **loaded_versions(),
     }
 
