@@ -59,3 +59,19 @@ def test_declared_versions_maps_import_names_to_distributions():
         "PIL": pillow,
         "tomli_w": md.version("tomli-w"),
     }
+
+
+def test_ctx_manifest_holds_what_an_earlier_invocation_recorded(mlx, tmp_path):
+    first = mlx("run", "declares_libs", "data", "--runs-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    run_dir = Path(first.stdout.strip().splitlines()[-1])
+    again = mlx("run", "declares_libs", "data", "--from", str(run_dir))
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "run.json").read_text())["records"]["data_invocations"] == 2
+
+
+def test_runs_dir_defaults_to_mlx_runs_dir(mlx, tmp_path):
+    proc = mlx("run", "declares_libs", "data", env={"MLX_RUNS_DIR": str(tmp_path / "elsewhere")}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip().splitlines()[-1]).parent == (tmp_path / "elsewhere" / "declares_libs").resolve()
+    assert not (tmp_path / "runs").exists()

@@ -41,7 +41,7 @@ def test_new_plugin_installs_tests_and_runs_in_fresh_venv(tmp_path, mlx):
     assert 'weather = "mlx_weather"' in (pkg / "pyproject.toml").read_text()
 
     python = make_venv(tmp_path / "venv")
-    install(python, str(CORE), "-e", str(pkg), "pytest")
+    install(python, str(CORE), "-e", f"{pkg}[test]")  # as docs/plugins.md says: [test] brings pytest
     env = {k: v for k, v in os.environ.items() if k not in ("MLX_LOAD_PLUGINS", "PYTHONPATH")}
     tests = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")],

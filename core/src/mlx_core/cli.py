@@ -141,7 +141,7 @@ def plugins_new(
     from .scaffold import create
 
     path = create(name, directory or Path.cwd())
-    out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
+    out.print(f"created {path}\nnext: pip install -e '{path}[test]' && pytest {path}/tests && mlx run {name} export")
 
 
 @plugins_app.command("install")
