@@ -106,8 +106,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core alone, with the test plugins installed through real entry points (numpy and
-    Pillow only for the tests of mlx_core.hostile's image helpers; the core never imports them)."""
-    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow")
+    Pillow only for the tests of mlx_core.hostile's image helpers, nox for the tests of this
+    file's lowest-core lookup; the core never imports them)."""
+    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow", "nox")
     pytest(session, "tests/core")
 
 
@@ -139,24 +140,24 @@ def core_requirement(plugin_dir: Path) -> Requirement:
     raise ValueError(f"{plugin_dir / 'pyproject.toml'} does not depend on mlx-core")
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
 
-def core_versions_in_history() -> list[tuple[str, Version]]:
+def core_versions_in_history(root: Path = ROOT) -> list[tuple[str, Version]]:
     """(commit, core version) of every commit that touched core/pyproject.toml, oldest first."""
     out = []
-    for commit in git("log", "--reverse", "--format=%H", "--", "core/pyproject.toml").split():
-        text = git("show", f"{commit}:core/pyproject.toml")
+    for commit in git(root, "log", "--reverse", "--format=%H", "--", "core/pyproject.toml").split():
+        text = git(root, "show", f"{commit}:core/pyproject.toml")
         out.append((commit, Version(tomllib.loads(text)["project"]["version"])))
     return out
 
 
-def lowest_core(req: Requirement) -> tuple[str | None, Version]:
+def lowest_core(req: Requirement, root: Path = ROOT) -> tuple[str | None, Version]:
     """The lowest core version ``req`` admits and the oldest commit that set it; commit None when
     that is the working tree's own version (then the current core is the lower bound)."""
-    current = Version(tomllib.loads((ROOT / "core" / "pyproject.toml").read_text())["project"]["version"])
-    history = [(c, v) for c, v in core_versions_in_history() if req.specifier.contains(v, prereleases=True)]
+    current = Version(tomllib.loads((root / "core" / "pyproject.toml").read_text())["project"]["version"])
+    history = [(c, v) for c, v in core_versions_in_history(root) if req.specifier.contains(v, prereleases=True)]
     if req.specifier.contains(current, prereleases=True):
         history.append((None, current))
     if not history:
@@ -184,6 +185,9 @@ def _make_lowest_core_session(name: str) -> None:
                 subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
                 core_dir = Path(tmp) / "core"
             install_plugins(session, [name], "cpu", *TEST_TOOLS, core=core_dir)
+            # a reused venv may hold another build of the same version (the working tree's, or a
+            # commit's): the installer would call that satisfied
+            pip(session, "install", "--no-deps", "--force-reinstall", str(core_dir))
             installed = session.run("python", "-c", "from importlib.metadata import version; print(version('mlx-core'))",
                                     silent=True).strip()  # fmt: skip
             if Version(installed) != version:
