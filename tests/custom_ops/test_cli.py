@@ -17,6 +17,7 @@ from mlx_core.testing import PluginConformance
 from conftest import MLX, TINY, sets
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "custom_ops"
     overrides = TINY

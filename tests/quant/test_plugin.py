@@ -16,6 +16,7 @@ from mlx_core.testing import PluginConformance
 from conftest import TINY, run_quant
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "quant"
     overrides = ["data.documents=16"]

@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 from seg_helpers import TINY
 
 from mlx_core.testing import PluginConformance
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "segmentation"
     overrides = TINY

@@ -54,3 +54,11 @@ class Pruned(MlxError):
     The run (and its stage) is recorded ``pruned``; exit code 3 tells it from a failure."""
 
     exit_code = 3
+
+
+class Interrupted(MlxError):
+    """A command stopped by Ctrl-C or SIGTERM; ``str(err)`` is the line the CLI prints (``interrupted``
+    or ``terminated (SIGTERM)``), exit code 130. The CLI raises it in place of the
+    ``KeyboardInterrupt``, which typer would otherwise turn into a silent exit 130 of its own."""
+
+    exit_code = 130

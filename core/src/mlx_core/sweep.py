@@ -209,11 +209,8 @@ class _Plan:
     parent_run: Any = None  # (client, run_id, uri) with --track mlflow
 
 
-def _check(args: SweepArgs) -> _Plan:
-    from . import config as cfgmod
-    from .plugins import Registry
-    from .runner import check_stage
-
+def _check_flags(args: SweepArgs) -> None:
+    """The flags that need no plugin: one line each, before anything is loaded."""
     if not args.metric:
         raise UsageError("mlx sweep needs --metric KEY: a metric the run logs (see a run's run.json 'metrics')")
     if args.direction not in ("minimize", "maximize"):
@@ -228,6 +225,14 @@ def _check(args: SweepArgs) -> _Plan:
         raise UsageError(f"--pruner {args.pruner!r}: expected one of {', '.join(PRUNERS)}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
+
+
+def _check(args: SweepArgs) -> _Plan:
+    from . import config as cfgmod
+    from .plugins import Registry
+    from .runner import check_stage
+
+    _check_flags(args)
     registry = Registry()
     rec = registry.get(args.plugin)
     check_stage(args.stage)
