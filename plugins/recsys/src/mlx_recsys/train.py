@@ -226,14 +226,18 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
                     t1 = time.perf_counter()
                 if advance is not None:
                     advance(1)
+                if step == 1:
+                    _test_kill("mid_epoch", epoch + 1)
             time_end = time.perf_counter()
             wall = time_end - t0
             dist.all_reduce(loss_sum)
             state = gather_full_state(dmp, rank)
-            # each rank saves its own shards of the fused optimizer state, then rank 0 the checkpoint
-            with atomic_path(_opt_path(run_dir, rank, world)) as tmp:
+            # each rank saves its own shards of the fused optimizer state under this epoch's name,
+            # then rank 0 the checkpoint; the shards last.pt names stay until the next last.pt is in
+            with atomic_path(_opt_path(run_dir, rank, world, epoch)) as tmp:
                 torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
             dist.barrier()
+            _test_kill("before_checkpoint", epoch + 1)
             if rank == 0:
                 metrics = evaluate(cfg, state, spec, "val")
                 row = {
@@ -266,6 +270,8 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
                         tmp,
                     )
             dist.barrier()
+            # every rank's last.pt is now the one for `epoch`: older shard sets are unreachable
+            _remove_stale_shards(run_dir, rank, world, epoch)
         return {
             "plan": plan_info,
             "plan_text": str(plan),
@@ -278,8 +284,31 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
         dist.destroy_process_group()
 
 
-def _opt_path(run_dir: Path, rank: int, world: int) -> Path:
-    return run_dir / "checkpoints" / f"sparse_opt.rank{rank}-of-{world}.pt"
+# Test-only: MLX_RECSYS_TEST_SIGKILL="POINT:EPOCH" makes every training process SIGKILL itself at
+# POINT of epoch EPOCH (1-based), so the resume tests hit the instant they mean instead of racing
+# a kill against the clock. POINT is `mid_epoch` (after the epoch's second step) or
+# `before_checkpoint` (the epoch's optimizer shards are written, its last.pt not yet). Not for users.
+KILL_ENV = "MLX_RECSYS_TEST_SIGKILL"
+
+
+def _test_kill(point: str, epoch: int) -> None:
+    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _opt_path(run_dir: Path, rank: int, world: int, epoch: int) -> Path:
+    """Rank ``rank``'s fused optimizer shards after (0-based) ``epoch``: one file per epoch, so
+    writing epoch E+1's set never replaces the set that the current last.pt (epoch E) needs."""
+    return run_dir / "checkpoints" / f"sparse_opt.epoch{epoch}.rank{rank}-of-{world}.pt"
+
+
+def _remove_stale_shards(run_dir: Path, rank: int, world: int, epoch: int) -> None:
+    keep = _opt_path(run_dir, rank, world, epoch)
+    for path in (run_dir / "checkpoints").glob(f"sparse_opt.*rank{rank}-of-{world}.pt"):
+        if path != keep:
+            path.unlink(missing_ok=True)
 
 
 def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: int) -> bool:
@@ -293,7 +322,7 @@ def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: i
     ok = 1
     saved = None
     try:
-        saved = torch.load(_opt_path(run_dir, rank, world), weights_only=True)
+        saved = torch.load(_opt_path(run_dir, rank, world, epoch), weights_only=True)
         if int(saved["epoch"]) != epoch:
             ok = 0
     except (OSError, RuntimeError, KeyError):
