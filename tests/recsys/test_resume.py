@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, run_ok
+from conftest import DEVICE, TINY, run_ok
 
 KEY = "sparse_arch.embedding_bag_collection.embedding_bags.product_table.weight"
 EPOCHS = ["train.epochs=3"]
@@ -27,7 +27,7 @@ def uninterrupted(tmp_path_factory) -> dict:
 
 
 def killed_run(runs: Path, at: str) -> Path:
-    cmd = [sys.executable, "-m", "mlx_core", "run", "recsys", "train", "--runs-dir", str(runs), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "mlx_core", "run", "recsys", "train", "--runs-dir", str(runs), "--device", DEVICE]
     for s in [*TINY, *EPOCHS]:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MLX_RECSYS_TEST_SIGKILL": at})  # fmt: skip
