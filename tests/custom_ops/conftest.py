@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 MLX = [sys.executable, "-m", "mlx_core"]
 
+#: nox's custom_ops-cuda session sets MLX_TEST_DEVICE=cuda. It installs the same paddlepaddle
+#: wheel as the CPU session (a CPU build), so the Paddle runs stay on CPU (PADDLE_DEVICE).
+DEVICE = os.environ.get("MLX_TEST_DEVICE", "cpu")
+PADDLE_DEVICE = "cpu"
+
 # A RedNet small enough for a CLI run in seconds on 2 shared cores.
 TINY = [
     "data.image_size=32",

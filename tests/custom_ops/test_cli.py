@@ -14,7 +14,7 @@ import pytest
 from mlx_core.runs import Manifest
 from mlx_core.testing import PluginConformance
 
-from conftest import MLX, TINY, sets
+from conftest import DEVICE, MLX, PADDLE_DEVICE, TINY, sets
 
 
 @pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
@@ -29,9 +29,9 @@ def mlx(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess
     )
 
 
-def run_ok(tmp_path: Path, stage: str, *overrides: str, extra: tuple[str, ...] = ()) -> Manifest:
+def run_ok(tmp_path: Path, stage: str, *overrides: str, extra: tuple[str, ...] = (), device: str = DEVICE) -> Manifest:
     proc = mlx(
-        "run", "custom_ops", stage, "--runs-dir", str(tmp_path), "--device", "cpu", *sets(*TINY, *overrides), *extra
+        "run", "custom_ops", stage, "--runs-dir", str(tmp_path), "--device", device, *sets(*TINY, *overrides), *extra
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return Manifest.load(proc.stdout.strip().splitlines()[-1])
@@ -43,7 +43,7 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
 
 @pytest.mark.slow
 def test_paddle_custom_end_to_end_and_resume(tmp_path):
-    m = run_ok(tmp_path, "export", "model.backend=paddle", "model.impl=custom")
+    m = run_ok(tmp_path, "export", "model.backend=paddle", "model.impl=custom", device=PADDLE_DEVICE)
     assert m.data["records"]["trained"] is True
     exp = m.data["records"]["export"]
     assert exp["format"] == "paddle-inference" and exp["custom_op"] and exp["fresh_process"]
@@ -52,7 +52,9 @@ def test_paddle_custom_end_to_end_and_resume(tmp_path):
     assert {"dataset", "checkpoint", "plot", "paddle-inference-model"} <= kinds
     assert (m.run_dir / "train" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     # one more epoch, resumed from the last checkpoint of the same run
-    proc = mlx("run", "custom_ops", "train", "--from", str(m.run_dir), "--device", "cpu", "--set", "train.epochs=2")
+    proc = mlx(
+        "run", "custom_ops", "train", "--from", str(m.run_dir), "--device", PADDLE_DEVICE, "--set", "train.epochs=2"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from epoch_0001.pdparams" in proc.stderr
     m2 = Manifest.load(m.run_dir)
@@ -74,7 +76,10 @@ def test_torch_custom_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_default_sample_is_learnable(tmp_path):
     """The default backend (Paddle, custom op) learns the generated sample well above chance (1/2)."""
-    m = run_ok(tmp_path, "train", "data.sample_per_class=24", "data.sample_valid_per_class=8", "train.epochs=4")
+    m = run_ok(
+        tmp_path, "train", "data.sample_per_class=24", "data.sample_valid_per_class=8", "train.epochs=4",
+        device=PADDLE_DEVICE,
+    )  # fmt: skip
     assert m.data["metrics"]["val_acc"] >= 0.75, m.data["metrics"]
 
 

@@ -15,6 +15,9 @@ sys.path.insert(0, str(HERE))  # the tiny domain plugin tinyseg.py used by the P
 os.environ.pop("MLX_LOAD_PLUGINS", None)
 os.environ.pop("MLX_TRACE_PLUGINS", None)
 
+#: nox's quant-cuda session sets MLX_TEST_DEVICE=cuda
+DEVICE = os.environ.get("MLX_TEST_DEVICE", "cpu")
+
 # the smallest LM config that still exercises every code path
 TINY = ["model.hidden_size=32", "model.ffn_dim=64", "model.layers=2", "data.documents=24", "data.seq_len=32",
         "data.max_eval_windows=4", "export.latency_repeats=1"]  # fmt: skip
@@ -33,7 +36,7 @@ def one_line_error(proc, during_run: bool = False) -> str:
 
 
 def run_quant(runs: Path, stage: str, *sets: str, extra: tuple[str, ...] = ()):
-    args = ["run", "quant", stage, "--runs-dir", str(runs), "--device", "cpu"]
+    args = ["run", "quant", stage, "--runs-dir", str(runs), "--device", DEVICE]
     for s in (*TINY, *sets):
         args += ["--set", s]
     return cli(*args, *extra)
@@ -62,7 +65,7 @@ def run_inproc(registry, tmp_path):
 
     def _run(plugin: str, stage: str, overrides: list[str]):
         console = Console(file=io.StringIO(), stderr=False)
-        return runner.run(registry, plugin, stage, overrides=overrides, runs_dir=tmp_path / "runs", device="cpu",
+        return runner.run(registry, plugin, stage, overrides=overrides, runs_dir=tmp_path / "runs", device=DEVICE,
                           console=console)  # fmt: skip
 
     return _run

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+#: nox's recsys-cuda session sets MLX_TEST_DEVICE=cuda (training itself stays on gloo/CPU and says so)
+DEVICE = os.environ.get("MLX_TEST_DEVICE", "cpu")
 
 DIM = 8
 TABLES = (
@@ -28,7 +32,7 @@ def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def run(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    args = ["run", "recsys", stage, "--runs-dir", str(runs_dir), "--device", "cpu", *extra]
+    args = ["run", "recsys", stage, "--runs-dir", str(runs_dir), "--device", DEVICE, *extra]
     for s in sets:
         args += ["--set", s]
     return mlx(*args)

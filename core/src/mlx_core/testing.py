@@ -118,8 +118,9 @@ def cli(
 def run_stage(
     name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str
 ) -> Manifest:
-    """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest."""
-    args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", "cpu"]
+    """``mlx run NAME STAGE`` in a subprocess; asserts success and returns the run's manifest.
+    The device is ``MLX_TEST_DEVICE`` (nox's ``<plugin>-cuda`` sessions set ``cuda``), else cpu."""
+    args = ["run", name, stage, "--runs-dir", str(runs_dir), "--device", os.environ.get("MLX_TEST_DEVICE", "cpu")]
     for o in overrides:
         args += ["--set", o]
     proc = cli(*args, *extra)

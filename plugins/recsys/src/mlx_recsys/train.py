@@ -167,7 +167,7 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
         if steps_per_epoch < 1:
             raise ConfigError(f"data.batch_size {batch} is larger than the {spec['n_train']} training examples")
         for epoch in range(start, cfg.train.epochs):
-            loss, timing = _train_epoch(dmp, dense_opt, spec, batch, steps_per_epoch, rank, world, advance)
+            loss, timing = _train_epoch(dmp, dense_opt, spec, batch, steps_per_epoch, rank, world, advance, epoch)
             _end_epoch(cfg, dmp, dense_opt, spec, run_dir, epoch, loss, timing, steps_per_epoch, history, rank, world)
         return {
             "plan": plan_info,
@@ -237,7 +237,15 @@ def _resume(dmp: Any, dense_opt: Any, run_dir: Path, world: int, rank: int) -> t
 
 
 def _train_epoch(
-    dmp: Any, dense_opt: Any, spec: dict, batch: int, steps: int, rank: int, world: int, advance: Callable | None
+    dmp: Any,
+    dense_opt: Any,
+    spec: dict,
+    batch: int,
+    steps: int,
+    rank: int,
+    world: int,
+    advance: Callable | None,
+    epoch: int,
 ) -> tuple[Any, dict[str, float]]:
     """One epoch of this rank's batches: the all-reduced (loss sum, examples) and its timing
     (``wall``: the epoch; ``steady``: from the end of the first step, which builds lazy state)."""
@@ -264,6 +272,8 @@ def _train_epoch(
             t1 = time.perf_counter()
         if advance is not None:
             advance(1)
+        if step == 1:
+            _test_kill("mid_epoch", epoch + 1)
     time_end = time.perf_counter()
     dist.all_reduce(loss_sum)
     return loss_sum, {"wall": time_end - t0, "steady": time_end - t1}
@@ -281,10 +291,12 @@ def _end_epoch(
     from .state import evaluate, gather_full_state, local_optimizer_state
 
     state = gather_full_state(dmp, rank)
-    # each rank saves its own shards of the fused optimizer state, then rank 0 the checkpoint
-    with atomic_path(_opt_path(run_dir, rank, world)) as tmp:
+    # each rank saves its own shards of the fused optimizer state under this epoch's name, then
+    # rank 0 the checkpoint; the shards last.pt names stay until the next last.pt is in
+    with atomic_path(_opt_path(run_dir, rank, world, epoch)) as tmp:
         torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
     dist.barrier()
+    _test_kill("before_checkpoint", epoch + 1)
     if rank == 0:
         batch = cfg.data.batch_size
         metrics = evaluate(cfg, state, spec, "val")
@@ -311,10 +323,35 @@ def _end_epoch(
                 tmp,
             )
     dist.barrier()
+    # every rank's last.pt is now the one for `epoch`: older shard sets are unreachable
+    _remove_stale_shards(run_dir, rank, world, epoch)
 
 
-def _opt_path(run_dir: Path, rank: int, world: int) -> Path:
-    return run_dir / "checkpoints" / f"sparse_opt.rank{rank}-of-{world}.pt"
+# Test-only: MLX_RECSYS_TEST_SIGKILL="POINT:EPOCH" makes every training process SIGKILL itself at
+# POINT of epoch EPOCH (1-based), so the resume tests hit the instant they mean instead of racing
+# a kill against the clock. POINT is `mid_epoch` (after the epoch's second step) or
+# `before_checkpoint` (the epoch's optimizer shards are written, its last.pt not yet). Not for users.
+KILL_ENV = "MLX_RECSYS_TEST_SIGKILL"
+
+
+def _test_kill(point: str, epoch: int) -> None:
+    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _opt_path(run_dir: Path, rank: int, world: int, epoch: int) -> Path:
+    """Rank ``rank``'s fused optimizer shards after (0-based) ``epoch``: one file per epoch, so
+    writing epoch E+1's set never replaces the set that the current last.pt (epoch E) needs."""
+    return run_dir / "checkpoints" / f"sparse_opt.epoch{epoch}.rank{rank}-of-{world}.pt"
+
+
+def _remove_stale_shards(run_dir: Path, rank: int, world: int, epoch: int) -> None:
+    keep = _opt_path(run_dir, rank, world, epoch)
+    for path in (run_dir / "checkpoints").glob(f"sparse_opt.*rank{rank}-of-{world}.pt"):
+        if path != keep:
+            path.unlink(missing_ok=True)
 
 
 def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: int) -> bool:
@@ -328,7 +365,7 @@ def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: i
     ok = 1
     saved = None
     try:
-        saved = torch.load(_opt_path(run_dir, rank, world), weights_only=True)
+        saved = torch.load(_opt_path(run_dir, rank, world, epoch), weights_only=True)
         if int(saved["epoch"]) != epoch:
             ok = 0
     except (OSError, RuntimeError, KeyError):
