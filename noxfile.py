@@ -7,19 +7,29 @@ Each plugin declares its hardware matrix and install steps in ``plugins/<name>/p
     extras = { cpu = "cpu", cuda = "cuda" }            # optional: extra of the plugin per kind
     after = { cpu = [["uninstall", "fbgemm-gpu"], ["install", "fbgemm-gpu-cpu==1.9.0"]] }
                                         # optional: `uv pip` / `pip` steps after the install
+    core_extras = ["sweep"]             # optional: mlx-core extras its tests need (mlx sweep)
 
 so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
-integration (everything together), bench (not run by default).
+<plugin>-lowest-core, integration (everything together), bench (not run by default).
+
+``<plugin>-lowest-core`` installs the plugin with the lowest mlx-core its ``mlx-core>=X``
+dependency admits: the core as it was in the oldest commit whose ``core/pyproject.toml`` sets a
+version satisfying that requirement (read from git history, so CI clones need their full
+history), and runs only the tests marked ``lowest_core`` (the conformance kit, data stage
+included). A plugin that silently needs a newer core fails there instead of on a user's machine.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nox
 import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -30,6 +40,9 @@ TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 # pytest exits 5 when it collected no tests; a plugin folder without tests yet is not a failure
 # of the toolkit, but it is reported.
 PYTEST_OK = [0, 5]
+# mlx-core's opt-in tracker libraries (`mlx run --track ...`), for the core and integration tests
+#: extras of mlx-core the core and integration tests need: trackers and sweeps
+CORE_TEST_EXTRAS = ("mlflow", "tensorboard", "sweep")
 
 
 def plugin_table() -> dict[str, dict]:
@@ -42,6 +55,7 @@ def plugin_table() -> dict[str, dict]:
             "hardware": decl.get("hardware", ["cpu"]),
             "extras": decl.get("extras", {}),
             "after": decl.get("after", {}),
+            "core_extras": decl.get("core_extras", []),
         }
     return table
 
@@ -63,19 +77,32 @@ def pip(session: nox.Session, *args: str) -> None:
         session.run("python", "-m", "pip", *args)
 
 
-def install_plugins(session: nox.Session, names: list[str], hardware: str, *extra: str) -> None:
-    """Install the core and the named plugins (with their extras for ``hardware``) in one resolve,
-    then run each plugin's ``after`` steps."""
+def install_plugins(
+    session: nox.Session,
+    names: list[str],
+    hardware: str,
+    *extra: str,
+    core_extras: tuple[str, ...] = (),
+    core: Path = ROOT / "core",
+) -> None:
+    """Install the core (from ``core``: the working tree's by default, with ``core_extras``) and
+    the named plugins (with their extras for ``hardware``) in one resolve, then run each
+    plugin's ``after`` steps."""
     targets = []
     for name in names:
         extra_name = PLUGINS[name]["extras"].get(hardware)
         targets.append(str(PLUGINS[name]["path"]) + (f"[{extra_name}]" if extra_name else ""))
-    session.install(str(ROOT / "core"), *targets, *extra)
+    session.install(core_target(*core_extras, core=core), *targets, *extra)
     for name in names:
         for step in PLUGINS[name]["after"].get(hardware, []):
             if step[0] == "uninstall" and session.venv_backend != "uv":
                 step = [step[0], "-y", *step[1:]]
             pip(session, *step)
+
+
+def core_target(*extras: str, core: Path = ROOT / "core") -> str:
+    """The core (a folder) as an install target, with extras (``core[sweep]``)."""
+    return str(core) + (f"[{','.join(extras)}]" if extras else "")
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
@@ -95,8 +122,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core alone, with the test plugins installed through real entry points (numpy and
-    Pillow only for the tests of mlx_core.hostile's image helpers; the core never imports them)."""
-    session.install(str(ROOT / "core"), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow")
+    Pillow only for the tests of mlx_core.hostile's image helpers and the report screenshot, nox
+    for the tests of this file's lowest-core lookup; the core never imports them), the tracker
+    extras (MLflow, TensorBoard) and the sweep extra (Optuna, matplotlib)."""
+    session.install(
+        core_target(*CORE_TEST_EXTRAS), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow", "nox"
+    )
     pytest(session, "tests/core")
 
 
@@ -104,7 +135,7 @@ def _make_plugin_session(name: str, hardware: str) -> None:
     def session_fn(session: nox.Session) -> None:
         if hardware == "cuda" and not has_gpu():
             session.skip(f"{name}-cuda needs an NVIDIA GPU; nvidia-smi found none on this machine")
-        install_plugins(session, [name], hardware, *TEST_TOOLS)
+        install_plugins(session, [name], hardware, *TEST_TOOLS, core_extras=tuple(PLUGINS[name]["core_extras"]))
         session.env["MLX_TEST_DEVICE"] = hardware
         pytest(session, f"tests/{name}")
 
@@ -117,12 +148,89 @@ for _name, _row in PLUGINS.items():
         _make_plugin_session(_name, _hw)
 
 
+# --- each plugin against the lowest core it declares ----------------------------------------
+def core_requirement(plugin_dir: Path) -> Requirement:
+    """The plugin's ``mlx-core`` dependency (``mlx-core>=0.1.1,<0.2``)."""
+    deps = tomllib.loads((plugin_dir / "pyproject.toml").read_text())["project"].get("dependencies", [])
+    for dep in deps:
+        req = Requirement(dep)
+        if req.name == "mlx-core":
+            return req
+    raise ValueError(f"{plugin_dir / 'pyproject.toml'} does not depend on mlx-core")
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def core_versions_in_history(root: Path = ROOT) -> list[tuple[str, Version]]:
+    """(commit, core version) of every commit that touched core/pyproject.toml, oldest first."""
+    out = []
+    for commit in git(root, "log", "--reverse", "--format=%H", "--", "core/pyproject.toml").split():
+        text = git(root, "show", f"{commit}:core/pyproject.toml")
+        out.append((commit, Version(tomllib.loads(text)["project"]["version"])))
+    return out
+
+
+def lowest_core(req: Requirement, root: Path = ROOT) -> tuple[str | None, Version]:
+    """The lowest core version ``req`` admits and the oldest commit that set it; commit None when
+    that is the working tree's own version (then the current core is the lower bound)."""
+    current = Version(tomllib.loads((root / "core" / "pyproject.toml").read_text())["project"]["version"])
+    history = [(c, v) for c, v in core_versions_in_history(root) if req.specifier.contains(v, prereleases=True)]
+    if req.specifier.contains(current, prereleases=True):
+        history.append((None, current))
+    if not history:
+        raise LookupError(
+            f"no mlx-core version in the git history of core/pyproject.toml satisfies {req} "
+            "(a shallow clone? CI must fetch the full history)"
+        )
+    lowest = min(v for _, v in history)
+    if lowest == current:
+        return None, current
+    return next(c for c, v in history if v == lowest), lowest
+
+
+def _make_lowest_core_session(name: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        req = core_requirement(PLUGINS[name]["path"])
+        commit, version = lowest_core(req)
+        with tempfile.TemporaryDirectory(prefix="mlx-lowest-core-") as tmp:
+            if commit is None:
+                session.log(f"{name} declares {req}: its lowest core is the current one, mlx-core {version}")
+                core_dir = ROOT / "core"
+            else:
+                session.log(f"{name} declares {req}: testing against mlx-core {version} from commit {commit[:12]}")
+                archive = subprocess.run(["git", "archive", commit, "core"], cwd=ROOT, check=True, capture_output=True)
+                subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+                core_dir = Path(tmp) / "core"
+            install_plugins(session, [name], "cpu", *TEST_TOOLS, core=core_dir)
+            # a reused venv may hold another build of the same version (the working tree's, or a
+            # commit's): the installer would call that satisfied
+            pip(session, "install", "--no-deps", "--force-reinstall", str(core_dir))
+            installed = session.run("python", "-c", "from importlib.metadata import version; print(version('mlx-core'))",
+                                    silent=True).strip()  # fmt: skip
+            if Version(installed) != version:
+                session.error(f"expected mlx-core {version} in the session, found {installed}")
+            files = sorted(str(p) for p in (ROOT / "tests" / name).glob("test_*.py") if "lowest_core" in p.read_text())
+            if not files:
+                session.error(f"tests/{name} marks no test lowest_core (its conformance tests should be)")
+            session.env["MLX_TEST_DEVICE"] = "cpu"
+            session.run("pytest", "-m", "lowest_core", *files, *session.posargs)  # nothing collected fails too
+
+    session_fn.__doc__ = f"tests/{name} marked lowest_core, with the lowest mlx-core mlx-{name} declares (cpu)."
+    nox.session(name=f"{name}-lowest-core")(session_fn)
+
+
+for _name in PLUGINS:
+    _make_lowest_core_session(_name)
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
     """Every plugin installed together; cross-plugin tests in tests/integration."""
     hardware = "cuda" if has_gpu() else "cpu"
     names = [name for name, row in PLUGINS.items() if hardware in row["hardware"]]
-    install_plugins(session, names, hardware, *TEST_TOOLS)
+    install_plugins(session, names, hardware, *TEST_TOOLS, core_extras=CORE_TEST_EXTRAS)
     pytest(session, "tests/integration")
 
 

@@ -31,5 +31,16 @@ def manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def fake_distribution(site, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """An installed distribution as importlib.metadata finds one on sys.path: a ``.dist-info``
+    folder with METADATA and entry_points.txt, beside its modules."""
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text("[mlx]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+    for name, code in modules.items():
+        (site / f"{name}.py").write_text(code)
+
+
 os.environ.pop("MLX_LOAD_PLUGINS", None)
 os.environ.pop("MLX_TRACE_PLUGINS", None)

@@ -32,6 +32,8 @@ def test_unknown_set_key_suggests(mlx, tmp_path):
         ("train.lr=-1", "greater than 0"),
         ("export.format=xml", "'xml'"),
         ("train.epochs", "expected KEY=VALUE"),
+        ("seed=true", "expected a number (int), not a boolean"),
+        ("train.lr=true", "expected a number (float), not a boolean"),
     ],
 )
 def test_wrong_type_or_range(mlx, tmp_path, override, fragment):
@@ -135,3 +137,40 @@ def test_stage_check_failure_is_exit_1_and_recorded(mlx, tmp_path):
     assert m["stages"]["export"]["status"] == "failed"
     assert "differs" in m["stages"]["export"]["error"]
     assert m["stages"]["train"]["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args, fragment, usage",
+    [
+        (("run", "linreg"), "Missing argument 'stage'", "usage: mlx run"),
+        (("run", "linreg", "data", "--bogus"), "No such option: --bogus", "usage: mlx run"),
+        (("plugins", "info"), "Missing argument 'name'", "usage: mlx plugins info"),
+        (("nosuchcommand",), "No such command 'nosuchcommand'", "usage: mlx"),
+        (("run", "linreg", "data", "--runs-dir"), "Option '--runs-dir' requires an argument", ""),
+    ],
+)
+def test_usage_errors_are_one_line(mlx, args, fragment, usage):
+    line = one_line_error(mlx(*args))
+    assert fragment in line
+    assert usage in line  # the usage click prints on lines of its own, where click knows it
+
+
+def test_no_arguments_still_prints_the_help(mlx):
+    proc = mlx()
+    assert proc.returncode == 2
+    assert "Usage: mlx" in proc.stdout + proc.stderr and "error:" not in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--verbose", "-v"])
+def test_verbose_after_the_subcommand(mlx, flag):
+    proc = mlx("run", "linrg", "data", flag)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" in proc.stderr and "No such option" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown plugin 'linrg'")
+
+
+def test_verbose_after_a_double_dash_is_an_argument_not_the_flag():
+    from mlx_core.cli import hoist_verbose
+
+    assert hoist_verbose(["run", "p", "data", "-v"]) == ["-v", "run", "p", "data"]
+    assert hoist_verbose(["predict", "p", "r", "--", "-v"]) == ["predict", "p", "r", "--", "-v"]

@@ -77,3 +77,45 @@ def test_schema_rows():
     rows = {r["key"]: r for r in describe(Cfg)}
     assert set(rows) == set(field_paths(Cfg)) == {"seed", "train.epochs", "train.lr", "train.name"}
     assert rows["train.lr"]["default"] == 0.1 and "gt=0" in rows["train.lr"]["constraints"]
+
+
+class Numbers(Section):
+    flag: bool = False
+    maybe: int | None = None
+    either: int | str = 0
+    train: Train = Field(default_factory=Train)
+
+
+@pytest.mark.parametrize(
+    "item, key", [("seed=true", "'seed'"), ("train.lr=false", "'train.lr'"), ("train.epochs=true", "'train.epochs'")]
+)
+def test_boolean_for_a_number_is_an_error(item, key):
+    with pytest.raises(ConfigError) as exc:
+        resolve(Cfg, overrides=[item])
+    msg = str(exc.value)
+    assert key in msg and "--set" in msg and "not a boolean" in msg
+
+
+def test_boolean_for_a_number_in_a_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nlr = true\n")
+    with pytest.raises(
+        ConfigError, match=r"'train.lr' in config file .*c.toml: expected a number \(float\), not a boolean"
+    ):
+        resolve(Cfg, file=path)
+
+
+def test_boolean_for_an_optional_number_is_an_error_and_booleans_stay_allowed():
+    with pytest.raises(ConfigError, match="'maybe'"):
+        resolve(Numbers, overrides=["maybe=true"])
+    # a bool field, and a union that admits more than numbers, take true as before
+    cfg, _ = resolve(Numbers, overrides=["flag=true", "either=true", "train.epochs=2"])
+    assert cfg.flag is True and cfg.train.epochs == 2
+
+
+def test_boolean_for_a_number_option_is_an_error():
+    class NumOpts(Section):
+        bits: int = 8
+
+    with pytest.raises(ConfigError, match="'quant.bits'"):
+        resolve(Cfg, overrides=["quant.bits=true"], options={"quant": NumOpts})

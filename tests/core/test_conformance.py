@@ -26,3 +26,13 @@ def test_kit_rejects_missing_plugin():
 def test_kit_run_stage_returns_manifest(tmp_path, mlx_run):
     m = mlx_run("linreg", "train", ["train.epochs=3"])
     assert m.completed("train") and "val_mse" in m.data["metrics"]
+
+
+def test_run_data_stage_false_skips_the_data_stage_check(tmp_path):
+    class NeedsInputs(PluginConformance):
+        plugin = "linreg"
+        overrides = ["data.path=/nonexistent/points.csv"]  # would fail if it ran
+        run_data_stage = False
+
+    with pytest.raises(pytest.skip.Exception, match="data stage needs user inputs"):
+        NeedsInputs().test_data_stage_runs(tmp_path)

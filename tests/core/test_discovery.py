@@ -8,6 +8,8 @@ import pytest
 
 from mlx_core.hardware import has_cuda
 
+from .conftest import fake_distribution
+
 
 def listed(mlx, **env) -> dict[str, dict]:
     proc = mlx("plugins", "list", "--json", env=env)
@@ -126,3 +128,59 @@ def test_version(mlx):
 
     proc = mlx("--version")
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+# a module that leaves a mark when imported: a conflicting plugin must not be
+IMPORT_MARK = "import os, pathlib\npathlib.Path(os.environ['MARKS'], __name__).touch()\n"
+
+
+def test_two_distributions_registering_one_name_are_both_conflict_and_neither_runs(mlx, tmp_path):
+    site, marks = tmp_path / "site", tmp_path / "marks"
+    marks.mkdir()
+    fake_distribution(site, "mlx-twin-a", "1.0", {"twin": "twin_a"}, {"twin_a": IMPORT_MARK})
+    fake_distribution(site, "mlx-twin-b", "2.0", {"twin": "twin_b"}, {"twin_b": IMPORT_MARK})
+    env = {"PYTHONPATH": str(site), "MARKS": str(marks)}
+
+    proc = mlx("plugins", "list", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    twins = [r for r in json.loads(proc.stdout) if r["name"] == "twin"]
+    assert [(r["distribution"], r["version"], r["status"]) for r in twins] == [
+        ("mlx-twin-a", "1.0", "conflict"),
+        ("mlx-twin-b", "2.0", "conflict"),
+    ]
+    assert all("mlx-twin-a 1.0 (twin_a)" in r["reason"] and "mlx-twin-b 2.0 (twin_b)" in r["reason"] for r in twins)
+
+    from mlx_core.testing import one_line_error
+
+    line = one_line_error(mlx("run", "twin", "data", "--runs-dir", str(tmp_path / "runs"), env=env))
+    assert "'twin' is conflict" in line and "mlx-twin-a" in line and "mlx-twin-b" in line
+    assert list(marks.iterdir()) == []  # neither module was imported
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_third_party_package_cannot_shadow_a_builtin_unseen(mlx, tmp_path):
+    site = tmp_path / "site"
+    fake_distribution(site, "mlx-impostor", "9.9", {"linreg": "impostor"}, {"impostor": "raise SystemExit(3)\n"})
+    rows = [r for r in json.loads(mlx("plugins", "list", "--json", env={"PYTHONPATH": str(site)}).stdout)]
+    linreg = {r["distribution"]: r["status"] for r in rows if r["name"] == "linreg"}
+    assert linreg == {"mlx-impostor": "conflict", "mlx-testplugins": "conflict"}
+    assert {r["name"] for r in rows} >= {"stamp", "broken_import"}  # the others load as before
+
+
+def test_allow_list_naming_an_uninstalled_plugin_warns_once(mlx):
+    proc = mlx("plugins", "list", "--json", env={"MLX_LOAD_PLUGINS": "linreg,nosuch"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: MLX_LOAD_PLUGINS names 'nosuch', not installed"), lines
+    assert {r["name"]: r["status"] for r in json.loads(proc.stdout)}["linreg"] == "ok"
+    assert mlx("plugins", "list", "--json", env={"MLX_LOAD_PLUGINS": "linreg"}).stderr == ""
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", ""])
+def test_trace_off_words_do_not_trace(mlx, tmp_path, value):
+    proc = mlx(
+        "run", "linreg", "data", "--runs-dir", str(tmp_path),
+        env={"MLX_TRACE_PLUGINS": value, "MLX_LOAD_PLUGINS": "linreg"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "mlx trace:" not in proc.stderr

@@ -35,14 +35,18 @@ def wait_for_step(runs: Path, step: int, timeout: float = 60) -> Path:
     raise AssertionError(f"training never reached step {step}")
 
 
-@pytest.mark.parametrize("sig, code, reason", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 130, "SIGTERM")])
-def test_interrupt_marks_stage_interrupted(tmp_path, sig, code, reason):
+@pytest.mark.parametrize(
+    "sig, code, reason, line",
+    [(signal.SIGINT, 130, "Ctrl-C", "interrupted"), (signal.SIGTERM, 130, "SIGTERM", "terminated (SIGTERM)")],
+)
+def test_interrupt_marks_stage_interrupted(tmp_path, sig, code, reason, line):
     proc = start(tmp_path)
-    run_dir = wait_for_step(tmp_path, 5)
+    run_dir = wait_for_step(tmp_path, 5)  # the instant: a checkpoint on disk, not a sleep
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == line, err  # the documented line, printed last
     m = json.loads((run_dir / "run.json").read_text())
     assert m["stages"]["train"]["status"] == "interrupted"
     assert reason in m["stages"]["train"]["error"]

@@ -41,7 +41,7 @@ def test_new_plugin_installs_tests_and_runs_in_fresh_venv(tmp_path, mlx):
     assert 'weather = "mlx_weather"' in (pkg / "pyproject.toml").read_text()
 
     python = make_venv(tmp_path / "venv")
-    install(python, str(CORE), "-e", str(pkg), "pytest")
+    install(python, str(CORE), "-e", f"{pkg}[test]")  # as docs/plugins.md says: [test] brings pytest
     env = {k: v for k, v in os.environ.items() if k not in ("MLX_LOAD_PLUGINS", "PYTHONPATH")}
     tests = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")],
@@ -83,3 +83,18 @@ def test_new_refuses_to_overwrite(tmp_path, mlx):
     line = one_line_error(mlx("plugins", "new", "twice", "--dir", str(tmp_path)))
     assert "already exists" in line
     assert marker.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("core", "is reserved"),
+        ("mlx", "is reserved"),
+        ("linreg", "the installed plugin 'linreg' (mlx-testplugins)"),  # an installed plugin's name
+        ("testplugins", "the distribution mlx-testplugins is installed"),  # its package, not a plugin name
+    ],
+)
+def test_new_refuses_reserved_and_taken_names(tmp_path, mlx, name, fragment):
+    line = one_line_error(mlx("plugins", "new", name, "--dir", str(tmp_path)))
+    assert repr(name) in line and fragment in line
+    assert list(tmp_path.iterdir()) == []

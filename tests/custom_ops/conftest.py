@@ -7,13 +7,22 @@ The build cache is the plugin's per-user default (``~/.cache/mlx_custom_ops`` or
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
+from mlx_core.testing import device_under_test
+
 # The test machine's few cores are shared: OpenMP teams of more than one thread spin against
 # each other and make tiny models 10-50x slower. CLI subprocesses inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+#: nox's custom_ops-cuda session sets MLX_TEST_DEVICE=cuda. It installs the same paddlepaddle
+#: wheel as the CPU session (a CPU build), so the Paddle runs stay on CPU (PADDLE_DEVICE).
+DEVICE = device_under_test()
+MLX = [sys.executable, "-m", "mlx_core"]
+PADDLE_DEVICE = "cpu"
 
 # A RedNet small enough for a CLI run in seconds on 2 shared cores.
 TINY = [

@@ -14,9 +14,10 @@ import pytest
 from mlx_core.runs import Manifest
 from mlx_core.testing import PluginConformance, cli, one_line_error, run_dir_of, stage_process
 
-from .conftest import TINY
+from .conftest import DEVICE, PADDLE_DEVICE, TINY
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "custom_ops"
     overrides = TINY
@@ -25,15 +26,15 @@ class TestConformance(PluginConformance):
 mlx = cli
 
 
-def run_ok(tmp_path: Path, stage: str, *overrides: str, extra: tuple[str, ...] = ()) -> Manifest:
+def run_ok(tmp_path: Path, stage: str, *overrides: str, extra: tuple[str, ...] = (), device: str = DEVICE) -> Manifest:
     return Manifest.load(
-        run_dir_of(stage_process("custom_ops", stage, tmp_path, [*TINY, *overrides], *extra, device="cpu"))
+        run_dir_of(stage_process("custom_ops", stage, tmp_path, [*TINY, *overrides], *extra, device=device))
     )
 
 
 @pytest.mark.slow
 def test_paddle_custom_end_to_end_and_resume(tmp_path):
-    m = run_ok(tmp_path, "export", "model.backend=paddle", "model.impl=custom")
+    m = run_ok(tmp_path, "export", "model.backend=paddle", "model.impl=custom", device=PADDLE_DEVICE)
     assert m.data["records"]["trained"] is True
     exp = m.data["records"]["export"]
     assert exp["format"] == "paddle-inference" and exp["custom_op"] and exp["fresh_process"]
@@ -42,7 +43,9 @@ def test_paddle_custom_end_to_end_and_resume(tmp_path):
     assert {"dataset", "checkpoint", "plot", "paddle-inference-model"} <= kinds
     assert (m.run_dir / "train" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     # one more epoch, resumed from the last checkpoint of the same run
-    proc = mlx("run", "custom_ops", "train", "--from", str(m.run_dir), "--device", "cpu", "--set", "train.epochs=2")
+    proc = mlx(
+        "run", "custom_ops", "train", "--from", str(m.run_dir), "--device", PADDLE_DEVICE, "--set", "train.epochs=2"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from epoch_0001.pdparams" in proc.stderr
     m2 = Manifest.load(m.run_dir)
@@ -64,7 +67,10 @@ def test_torch_custom_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_default_sample_is_learnable(tmp_path):
     """The default backend (Paddle, custom op) learns the generated sample well above chance (1/2)."""
-    m = run_ok(tmp_path, "train", "data.sample_per_class=24", "data.sample_valid_per_class=8", "train.epochs=4")
+    m = run_ok(
+        tmp_path, "train", "data.sample_per_class=24", "data.sample_valid_per_class=8", "train.epochs=4",
+        device=PADDLE_DEVICE,
+    )  # fmt: skip
     assert m.data["metrics"]["val_acc"] >= 0.75, m.data["metrics"]
 
 

@@ -2,7 +2,8 @@
 
 For each plugin: a small training run is killed hard (SIGKILL) right after its first epoch has
 been checkpointed, then ``mlx run P train --from RUN_DIR`` resumes it; its final train metrics must
-equal those of an uninterrupted run with the same seed (within the plugin's stated tolerance).
+equal those of an uninterrupted run with the same seed (within the plugin's stated tolerance), and
+the weights in its newest checkpoint must be bit-identical to that run's (``WEIGHTS``).
 Ctrl-C (SIGINT) must stop cleanly: exit 130, the stage marked ``interrupted``, the lock released.
 Two runs started together must get their own directories.
 """
@@ -71,6 +72,46 @@ RESUME: dict[str, tuple[list[str], float]] = {
 }  # fmt: skip
 
 TIMING = ("time", "seconds", "_s", "per_s", "throughput", "latency", "wall")
+
+# plugin -> (its newest checkpoint: a glob under the run directory, newest = highest number in the
+# name; the entry of that file holding the trained weights, None for the whole file). After a
+# SIGKILL and --from, these weights must be bit-identical to an uninterrupted run's.
+WEIGHTS: dict[str, tuple[str, str | None]] = {
+    "custom_ops": ("checkpoints/epoch_*.pdparams", None),  # the Paddle backend (the default)
+    "multimodal": ("checkpoints/last.pt", "model"),
+    "quant": ("checkpoints/lora.pt", "adapters"),  # the LoRA adapters: the only weights it trains
+    "recsys": ("checkpoints/last.pt", "model"),
+    "segmentation": ("checkpoints/epoch-*.pt", "model"),
+    "translation": ("train/checkpoints/checkpoint-*/model.safetensors", None),
+}
+
+
+def final_weights(name: str, run_dir: Path) -> dict[str, object]:
+    """The trained weights of the run's newest checkpoint as numpy arrays, by name."""
+    import numpy as np
+
+    pattern, key = WEIGHTS[name]
+    found = sorted(
+        run_dir.glob(pattern), key=lambda p: [int(n) for n in re.findall(r"\d+", str(p.relative_to(run_dir)))]
+    )
+    assert found, f"{name}: no checkpoint matches {pattern} in {run_dir}"
+    path = found[-1]
+    if path.suffix == ".pt":
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:  # .pdparams: the run's own Paddle checkpoint (a pickle; see docs/reliability.md)
+        import paddle
+
+        state = paddle.load(str(path), return_numpy=True)
+    state = state[key] if key else state
+    out = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
+    assert out, f"{name}: {path} holds no weights"
+    return out
 
 
 def installed() -> set[str]:
@@ -143,6 +184,13 @@ def test_sigkill_then_from_matches_uninterrupted_run(name, tmp_path):
     assert got.keys() == want.keys()
     for key in want:
         assert math.isclose(got[key], want[key], rel_tol=tolerance, abs_tol=tolerance), (key, got[key], want[key])
+    # and the weights themselves: bit-identical, every tensor (docs/reliability.md)
+    import numpy as np
+
+    got_w, want_w = final_weights(name, run_dir), final_weights(name, clean_dir)
+    assert got_w.keys() == want_w.keys()
+    differ = [k for k in want_w if not np.array_equal(got_w[k], want_w[k])]
+    assert not differ, f"{name}: {len(differ)} of {len(want_w)} weight tensors differ after resume, e.g. {differ[:3]}"
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -14,9 +14,10 @@ from mlx_quant.sample import generate_corpus
 
 from mlx_core.testing import PluginConformance
 
-from .conftest import TINY, run_quant
+from .conftest import DEVICE, TINY, run_quant
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "quant"
     overrides = ["data.documents=16"]
@@ -98,7 +99,7 @@ def test_int8_with_lora_end_to_end(tmp_path):
     # --from resumes LoRA from the last checkpoint and reuses the generated corpus
     corpus = (run / "data" / "corpus.txt").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "mlx_core", "run", "quant", "train", "--from", str(run), "--device", "cpu",
+        [sys.executable, "-m", "mlx_core", "run", "quant", "train", "--from", str(run), "--device", DEVICE,
          "--set", "train.steps=3"], capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

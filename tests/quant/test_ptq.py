@@ -145,3 +145,38 @@ def test_a_lowering_failure_is_one_stage_failed_line(run_inproc, monkeypatch):
     msg = str(info.value)
     assert "\n" not in msg and "XNNPACK lowering" in msg and "ChannelsLastTaggedReshapePass" in msg
     assert "NHWC format in one place" in msg
+
+
+def test_a_source_run_without_loadable_weights_is_recorded_untrained(seg_run, run_inproc, registry, monkeypatch):
+    """No checkpoint to load: the model is the source plugin's freshly built one, so quant records
+    trained=false (the source run itself says trained=true) and a note says why."""
+    import shutil
+
+    import mlx_quant.source
+
+    assert json.loads((seg_run.run_dir / "run.json").read_text())["records"]["trained"] is True
+    shutil.rmtree(seg_run.run_dir / "checkpoints")
+    monkeypatch.setattr(mlx_quant.source, "source_registry", lambda: registry)
+    m = run_inproc("quant", "export", [f"source.run={seg_run.run_dir}", 'source.schemes=["int8_dynamic"]',
+                                       "source.calibration_batches=1", "source.eval_examples=1"])  # fmt: skip
+    assert m.data["records"]["trained"] is False
+    assert "source_weights" not in m.data["records"]
+    assert any("untrained weights (trained=false; the source run recorded trained=True)" in n for n in m.data["notes"])
+
+
+def test_a_model_that_is_not_a_torch_module_is_refused_in_one_line(run_inproc, registry, monkeypatch):
+    """recsys hands a dict from its model and train stages: quant says so instead of crashing."""
+    import mlx_quant.source
+
+    from mlx_core import DataError
+
+    src = run_inproc("tinyseg", "export", ["train.steps=2", "dict_model=true"])
+    monkeypatch.setattr(mlx_quant.source, "source_registry", lambda: registry)
+    with pytest.raises(DataError) as info:
+        run_inproc("quant", "export", [f"source.run={src.run_dir}", 'source.schemes=["int8_dynamic"]'])
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("quant: tinyseg's model stage hands a dict with keys ['seed']")
+    assert "not a torch nn.Module" in msg
+    # the hook wrapper on the plugin's own export: the same line, naming what train handed over
+    with pytest.raises(DataError, match=r"^quant: tinyseg's model stage hands a dict with keys \['checkpoint'\]"):
+        run_inproc("tinyseg", "export", ["train.steps=2", "dict_model=true", "quant.scheme=int8_dynamic"])

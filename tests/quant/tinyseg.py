@@ -30,6 +30,8 @@ class TinyConfig(Section):
     seed: int = Field(0, description="seed")
     data: TinyData = Field(default_factory=TinyData)
     train: TinyTrain = Field(default_factory=TinyTrain)
+    # recsys's shape: the model stage hands a dict and train builds (and returns) its own model
+    dict_model: bool = Field(False, description="model and train stages hand dicts, not the net")
 
 
 @hookimpl
@@ -117,6 +119,8 @@ def mlx_model(ctx, data):
     if ctx.plugin != NAME:
         return None
     ctx.record("trained", False)
+    if ctx.config.dict_model:
+        return {"seed": ctx.seed}
     return build(ctx.seed)
 
 
@@ -126,6 +130,9 @@ def mlx_train(ctx, data, model):
         return None
     import torch
 
+    as_dict = isinstance(model, dict)
+    if as_dict:
+        model = build(model["seed"])
     x = torch.from_numpy(np.stack(data.train.xs))
     y = torch.from_numpy(np.stack(data.train.ys))
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
@@ -137,7 +144,7 @@ def mlx_train(ctx, data, model):
     with ctx.atomic_path("checkpoints", "epoch-001.pt") as tmp:
         torch.save({"model": model.state_dict(), "epoch": 1}, tmp)
     ctx.record("trained", ctx.config.train.steps > 0)
-    return model
+    return {"checkpoint": str(ctx.path("checkpoints", "epoch-001.pt"))} if as_dict else model
 
 
 @hookimpl
@@ -146,7 +153,8 @@ def mlx_export(ctx, data, model):
         return None
     import torch
 
+    state = torch.load(model["checkpoint"])["model"] if isinstance(model, dict) else model.state_dict()
     with ctx.atomic_path("export", "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save(state, tmp)
     ctx.add_artifact(ctx.path("export", "model.pt"), kind="model", format="torch")
     return {"torch": str(ctx.path("export", "model.pt"))}

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlx_core.testing import cli, run_dir_of, stage_process
+from mlx_core.testing import cli, device_under_test, run_dir_of, stage_process
+
+#: nox's recsys-cuda session sets MLX_TEST_DEVICE=cuda (training itself stays on gloo/CPU and says so)
+DEVICE = device_under_test()
 
 DIM = 8
 TABLES = (
@@ -29,7 +32,7 @@ def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def run(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return stage_process("recsys", stage, runs_dir, sets, *extra, device="cpu", timeout=600)
+    return stage_process("recsys", stage, runs_dir, sets, *extra, device=DEVICE, timeout=600)
 
 
 def run_ok(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> tuple[Path, dict]:

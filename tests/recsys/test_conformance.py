@@ -1,11 +1,14 @@
 import subprocess
 import sys
 
+import pytest
+
 from mlx_core.testing import PluginConformance
 
 from .conftest import TINY
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "recsys"
     overrides = TINY

@@ -6,11 +6,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mlx_core.testing import PluginConformance
 
 from .seg_helpers import TINY
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "segmentation"
     overrides = TINY

@@ -65,17 +65,25 @@ def test_exported_runtimes_agree_with_eager_on_a_new_image(exported_run):
 
 
 def test_parity_failure_fails_the_stage(exported_run, tmp_path):
-    """A zero tolerance the exporters cannot all meet makes export fail with StageFailed (exit != 0, named)."""
+    """A tolerance below the drift measured for an exported format makes export fail with
+    StageFailed: exit 1, the format named, the stage recorded as failed."""
+    m = manifest(exported_run)
+    measured = {
+        a["format"]: a["max_abs_diff"] for a in m["artifacts"] if a["stage"] == "export" and a["kind"] == "model"
+    }
+    fmt, diff = max(measured.items(), key=lambda kv: kv[1])
+    # XNNPACK and ONNX Runtime sum floats in another order than eager PyTorch (README: ~5e-6)
+    assert diff > 0, measured
     run_dir = shutil.copytree(exported_run, tmp_path / "run")  # the shared run stays as it was
     proc = cli(
         "run", "segmentation", "export", "--from", str(run_dir), "--device", DEVICE,
-        "--set", "export.max_abs_diff=0", "--set", "export.min_agreement=1", "--set", 'export.formats=["executorch","onnx"]',
+        "--set", f"export.max_abs_diff={diff / 2!r}", "--set", f'export.formats=["{fmt}"]',
     )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"export parity check failed for {fmt}: max |logit diff|" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
     m = manifest(run_dir)
-    if proc.returncode == 0:  # bit-identical exports are possible in principle; then nothing failed
-        assert all(a["max_abs_diff"] == 0 for a in m["artifacts"] if a["stage"] == "export" and a["kind"] == "model")
-        return
-    assert "parity check failed" in proc.stderr and "Traceback" not in proc.stderr
     assert m["stages"]["export"]["status"] == "failed"
     assert "parity check failed" in m["stages"]["export"]["error"]
 

@@ -1,9 +1,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from mlx_core.testing import PluginConformance
 
 
+@pytest.mark.lowest_core  # nox <plugin>-lowest-core runs these against the lowest core declared
 class TestConformance(PluginConformance):
     plugin = "translation"
     overrides = ["data.size=60", "data.vocab_size=100"]

@@ -13,10 +13,32 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from .errors import MlxError, Terminated
+from .errors import Interrupted, MlxError, Terminated
+
+# click's exceptions, from click itself or from the copy newer typers vendor (typer._click)
+_click_errors = sys.modules[typer.BadParameter.__module__]
+ClickException = _click_errors.ClickException
+ClickUsageError = _click_errors.UsageError
+NoArgsIsHelpError = getattr(_click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class MlxGroup(TyperGroup):
+    """The top-level command group. Typer catches a ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM
+    through ``Terminated``) around the whole invocation and exits 130 silently, before ``main``
+    could print the documented line: here, inside the invocation, it becomes ``Interrupted``,
+    which typer lets through."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Interrupted("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted") from exc
+
 
 app = typer.Typer(
+    cls=MlxGroup,
     name="mlx",
     help="One command from data to a trained, exported, verified model, in any domain a plugin adds.",
     no_args_is_help=True,
@@ -27,6 +49,9 @@ plugins_app = typer.Typer(help="List, inspect and create plugins.", no_args_is_h
 app.add_typer(plugins_app, name="plugins")
 models_app = typer.Typer(help="Models the installed plugins publish (the model hub).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+from .cli_runs import runs_app  # noqa: E402 - `mlx runs ...`: its own module, registered with the others
+
+app.add_typer(runs_app, name="runs")
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -119,7 +144,7 @@ def plugins_new(
     from .scaffold import create
 
     path = create(name, directory or Path.cwd())
-    out.print(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests && mlx run {name} export")
+    out.print(f"created {path}\nnext: pip install -e '{path}[test]' && pytest {path}/tests && mlx run {name} export")
 
 
 @plugins_app.command("install")
@@ -224,14 +249,22 @@ def run_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", envvar="MLX_RUNS_DIR", help="Where runs go.")] = Path("runs"),
     from_: Annotated[Optional[Path], typer.Option("--from", help="Continue in an earlier run directory.")] = None,
     profile: Annotated[bool, typer.Option("--profile", help="Record a profiler trace of each stage.")] = False,
+    track: Annotated[
+        Optional[list[str]],
+        typer.Option("--track", help="Send the run to a tracker: mlflow[=URI], tensorboard (repeatable; opt-in)."),
+    ] = None,
 ) -> None:
     """Run PLUGIN's stages (data, model, train, export) up to STAGE."""
     from .plugins import Registry
     from .runner import run
+    from .tracking import observers
 
+    registry = Registry()
+    warn = lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
     manifest = run(
-        Registry(), plugin, stage, config_file=config, overrides=set_ or [], device=device,
+        registry, plugin, stage, config_file=config, overrides=set_ or [], device=device,
         runs_dir=runs_dir, from_dir=from_, profile=profile, console=err, command=sys.argv,
+        observers=observers(track or [], registry, warn),
     )  # fmt: skip
     d = manifest.data
     table = Table("stage", "status", "seconds", title=f"{plugin}: {manifest.run_dir}", title_justify="left")
@@ -247,6 +280,48 @@ def run_cmd(
     for note in d["notes"]:
         out.print(f"note: {note}", highlight=False)
     print(manifest.run_dir)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    plugin: str,
+    stage: str,
+    trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have.")] = 10,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="run.json metric to optimise.")] = None,
+    direction: Annotated[Optional[str], typer.Option("--direction", help="minimize or maximize.")] = None,
+    space: Annotated[
+        Optional[list[str]], typer.Option("--space", help="KEY=uniform|loguniform|int(a,b) or KEY=choice(v,...).")
+    ] = None,
+    space_from_schema: Annotated[
+        Optional[list[str]], typer.Option("--space-from-schema", help="KEY[,KEY]: the field's own bounds/choices.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Trials at once (capped at the CPU count).")] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL.")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name.")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe, random or grid.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median or none.")] = "median",
+    prune_after: Annotated[int, typer.Option("--prune-after", help="Completed trials before pruning.")] = 2,
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", help="No pruning at steps below S.")] = 0,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Start no trial after S seconds.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampler seed.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = "auto",
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", envvar="MLX_RUNS_DIR", help="Where runs go.")] = Path("runs"),
+    track: Annotated[Optional[str], typer.Option("--track", help="mlflow[=URI]: trials nest in one run.")] = None,
+) -> None:
+    """Tune PLUGIN on Optuna: every trial an `mlx run PLUGIN STAGE --set ...` (see docs/sweeps.md)."""
+    from .sweep import SweepArgs, sweep
+
+    sweep(
+        SweepArgs(
+            plugin=plugin, stage=stage, metric=metric, direction=direction, trials=trials, space=space or [],
+            space_from_schema=space_from_schema or [], jobs=jobs, storage=storage, study=study, sampler=sampler,
+            pruner=pruner, prune_after=prune_after, prune_warmup=prune_warmup, timeout=timeout, seed=seed,
+            config=config, sets=set_ or [], device=device, runs_dir=runs_dir, track=track,
+        ),
+        out, err,
+    )  # fmt: skip
 
 
 @app.command("predict")
@@ -303,18 +378,57 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated("terminated (SIGTERM)")
 
 
+VERBOSE_FLAGS = ("--verbose", "-v")
+
+
+def hoist_verbose(args: list[str]) -> list[str]:
+    """``--verbose``/``-v`` anywhere before a ``--`` moves to the front, where the top-level
+    option lives, so ``mlx run p data --verbose`` works as ``mlx --verbose run p data``."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in VERBOSE_FLAGS]
+    if not flags:
+        return args
+    return [flags[0], *(a for a in args[:end] if a not in VERBOSE_FLAGS), *args[end:]]
+
+
+def usage_line(exc: ClickUsageError) -> str:
+    """click's usage error (usage, a hint, a blank line, the error) as one line."""
+    message = " ".join(exc.format_message().split())
+    usage = " ".join(exc.ctx.get_usage().split()) if exc.ctx is not None else ""
+    usage = usage.removeprefix("Usage: ")
+    return f"{message} (usage: {usage})" if usage else message
+
+
 def main() -> None:
     """Entry point: run the typer app; user errors become one line and exit code 2."""
-    verbose = "--verbose" in sys.argv[1:] or "-v" in sys.argv[1:2]
+    args = hoist_verbose(sys.argv[1:])
+    verbose = bool(args) and args[0] in VERBOSE_FLAGS
     signal.signal(signal.SIGTERM, _terminate)  # `kill PID` stops like Ctrl-C: stage marked interrupted
     try:
-        app()
+        # standalone_mode=False: click's errors come here as exceptions (made one line below)
+        # instead of being printed as its multi-line usage block
+        code = app(args=args, prog_name="mlx", standalone_mode=False)
+    except Interrupted as exc:
+        err.print(str(exc), highlight=False, markup=False)
+        raise SystemExit(exc.exit_code) from None
     except MlxError as exc:
         if verbose:
             traceback.print_exc()
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt as exc:
+    except NoArgsIsHelpError as exc:  # `mlx` or `mlx plugins` alone: the help
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except ClickUsageError as exc:
+        err.print(f"error: {usage_line(exc)}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except ClickException as exc:
+        err.print(f"error: {' '.join(exc.format_message().split())}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:  # end of input at a prompt
+        err.print("aborted", highlight=False)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt as exc:  # while the arguments are parsed, before any command runs
         err.print("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted", highlight=False)
         raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - last resort: one line instead of a traceback
@@ -324,3 +438,5 @@ def main() -> None:
         msg = f"error: {type(exc).__name__}: {first}" if first else f"error: {type(exc).__name__}"
         err.print(f"{msg} (run with --verbose for the traceback)", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(1) from None
+    if code:  # typer.Exit(code) and click's exits return their code in this mode
+        raise SystemExit(code)

@@ -13,6 +13,7 @@ Plugins subclass ``Section`` for their config and its stage groups::
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,57 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _is_number_field(annotation: Any) -> bool:
+    """``int``/``float`` (or an optional/union of them) without ``bool`` among the choices."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_number_field(args[0])
+    if origin in (typing.Union, types.UnionType) and args:
+        return all(_is_number_field(a) for a in args)
+    return False
+
+
+def bool_for_number(model: type[BaseModel], tree: dict[str, Any], prefix: str = "") -> tuple[str, bool] | None:
+    """The first key of ``tree`` that gives ``true``/``false`` to a number field of ``model``.
+
+    pydantic's lax mode reads ``True`` as ``1``/``1.0``, so ``--set seed=true`` would quietly
+    become a seed of 1; a boolean where a number is expected is a mistake, not a number."""
+    for name, f in model.model_fields.items():
+        if name not in tree:
+            continue
+        value, sub = tree[name], _submodel(f.annotation)
+        if sub is not None and isinstance(value, dict):
+            found = bool_for_number(sub, value, f"{prefix}{name}.")
+            if found:
+                return found
+        elif isinstance(value, bool) and _is_number_field(f.annotation):
+            return f"{prefix}{name}", value
+    return None
+
+
+def _reject_bool_for_number(
+    model: type[BaseModel], tree: dict[str, Any], sources: dict[str, str], prefix: str = ""
+) -> None:
+    found = bool_for_number(model, tree)
+    if found:
+        key, value = found
+        src = sources.get(key.split(".")[0], "config")
+        expected = _type_name(_field_annotation(model, key))
+        raise ConfigError(
+            f"invalid value {str(value).lower()} for config key {prefix + key!r} in {src}: expected a number ({expected}), not a boolean"
+        )
+
+
+def _field_annotation(model: type[BaseModel], key: str) -> Any:
+    *parents, last = key.split(".")
+    for part in parents:
+        model = _submodel(model.model_fields[part].annotation)  # type: ignore[assignment]
+    return model.model_fields[last].annotation
+
+
 def _closest(key: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
@@ -182,10 +234,12 @@ def resolve(
             raise ConfigError(
                 f"invalid value {section!r} for config key {name!r} in {src}: expected a table of {name} options"
             )
+        _reject_bool_for_number(cls, section, {k: src for k in section}, prefix=f"{name}.")
         try:
             opt_values[name] = cls.model_validate(section)
         except ValidationError as exc:
             raise ConfigError(validation_message(exc, cls, src, prefix=f"{name}.")) from None
+    _reject_bool_for_number(model, tree, sources)
     try:
         cfg = model.model_validate(tree)
     except ValidationError as exc:

@@ -27,7 +27,17 @@ def hook_reference() -> str:
         kind = "first result wins" if opts.get("firstresult") else "all results are collected"
         sig = str(inspect.signature(fn)).replace("'", "")
         parts.append(f"### `{name}{sig}`\n\n*{kind}*\n\n{inspect.getdoc(fn)}\n")
-    order = ["mlx_plugin", "mlx_data", "mlx_model", "mlx_train", "mlx_export", "mlx_predict", "mlx_models"]
+    order = [
+        "mlx_plugin",
+        "mlx_data",
+        "mlx_model",
+        "mlx_train",
+        "mlx_export",
+        "mlx_predict",
+        "mlx_examples",
+        "mlx_models",
+        "mlx_trackers",
+    ]
     parts.sort(key=lambda p: next((i for i, n in enumerate(order) if p.startswith(f"### `{n}(")), 99))
     return "\n".join(parts)
 

@@ -47,3 +47,18 @@ class StageFailed(MlxError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill PID``): handled like Ctrl-C (the stage is marked interrupted), named as such."""
+
+
+class Pruned(MlxError):
+    """A sweep's pruner stopped this trial's run early: its intermediate metric was not promising.
+    The run (and its stage) is recorded ``pruned``; exit code 3 tells it from a failure."""
+
+    exit_code = 3
+
+
+class Interrupted(MlxError):
+    """A command stopped by Ctrl-C or SIGTERM; ``str(err)`` is the line the CLI prints (``interrupted``
+    or ``terminated (SIGTERM)``), exit code 130. The CLI raises it in place of the
+    ``KeyboardInterrupt``, which typer would otherwise turn into a silent exit 130 of its own."""
+
+    exit_code = 130

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # RunContext pulls in rich.progress: not needed to list plugi
     from .context import RunContext
     from .contract import Example, Split
     from .info import PluginInfo
+    from .observers import RunObserver
 
 hookspec = pluggy.HookspecMarker("mlx")
 hookimpl = pluggy.HookimplMarker("mlx")
@@ -169,4 +170,23 @@ def mlx_models() -> dict[str, Callable[..., Any]]:
     collected (this hook is not ``firstresult``); ``mlx_core.hub.load(name, **kwargs)`` calls one.
 
     .. versionadded:: 1.0
+    """
+
+
+@hookspec
+def mlx_trackers() -> dict[str, Callable[[str | None], RunObserver]]:
+    """Publish run trackers (MLflow, TensorBoard, W&B, ...) by name. Optional.
+
+    Inputs: none. Returns: a dict ``{name: factory}``. ``factory(value)`` gets what follows
+    ``=`` in ``--track NAME=VALUE`` (or ``None``) and returns a ``mlx_core.observers.RunObserver``
+    (``start(manifest)``, ``metrics(stage, metrics, step)``, ``end(manifest, status)``; and, for
+    ``mlx runs sync``, optionally ``sync(manifest, status)``, idempotent). The factory runs
+    before the run starts: raise ``mlx_core.UsageError`` there for a bad value or a missing
+    library (name the extra to install); connect in ``start``. The core wraps every tracker in
+    ``SafeObserver``, so a failure later is one warning and never fails the run. Implemented by
+    modules in the entry-point group ``mlx.trackers`` (loaded only when a run asks for a tracker;
+    the built-in ``mlflow`` and ``tensorboard`` are two of them) and by ``mlx`` plugins. Import the
+    tracker's library inside the factory or the observer, never at module level.
+
+    .. versionadded:: 1.2
     """

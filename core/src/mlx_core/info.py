@@ -18,7 +18,8 @@ STAGES: tuple[str, ...] = ("data", "model", "train", "export")
 TABLE_KEYS: tuple[str, ...] = (*STAGES, "predict", "examples")
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 HARDWARE: tuple[str, ...] = ("cpu", "cuda")
-Profiler = Literal["torch", "paddle", "none"]
+Profiler = Literal["auto", "torch", "paddle", "none"]
+PROFILERS: tuple[str, ...] = ("auto", "torch", "paddle", "none")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class PluginInfo:
     core_api:  a PEP 440 specifier of the core API versions it was built for, e.g. ``">=1,<2"``.
     requires:  import names of libraries it needs (checked with ``importlib.util.find_spec``,
                without importing them); a missing one makes it "unavailable here".
-    profiler:  which profiler ``--profile`` wraps its stages in.
+    profiler:  which profiler ``--profile`` wraps its stages in: ``torch``, ``paddle``, ``none``
+               (``--profile`` then only times the stages) or ``auto`` (the default): ``torch``
+               if ``requires`` names torch, else ``paddle`` if it names paddle, else ``none``;
+               resolved when the description is built.
     version:   its version; ``None`` means: read it from the installed distribution.
     """
 
@@ -55,7 +59,7 @@ class PluginInfo:
     options: type[BaseModel] | None = None
     core_api: str = ">=1,<2"
     requires: tuple[str, ...] = ()
-    profiler: Profiler = "torch"
+    profiler: Profiler = "auto"
     version: str | None = None
     extra: dict = field(default_factory=dict)
     table: dict[str, str] = field(default_factory=dict, init=False, compare=False, hash=False)
@@ -70,6 +74,9 @@ class PluginInfo:
             object.__setattr__(self, "stages", names)
         else:
             object.__setattr__(self, "stages", tuple(self.stages))
+        if self.profiler == "auto":  # a plugin without torch must not get the torch profiler
+            kind = next((lib for lib in ("torch", "paddle") if lib in self.requires), "none")
+            object.__setattr__(self, "profiler", kind)
 
     def problems(self) -> list[str]:
         """Contract violations of this description (empty when it is valid)."""
@@ -85,6 +92,8 @@ class PluginInfo:
         for key, target in self.table.items():
             if not isinstance(target, str) or not _TARGET.match(target):
                 out.append(f"stage table entry {key!r} is {target!r}; expected 'package.module:function'")
+        if self.profiler not in PROFILERS:
+            out.append(f"profiler {self.profiler!r}; expected one of {list(PROFILERS)}")
         bad = [h for h in self.hardware if h not in HARDWARE]
         if bad or not self.hardware:
             out.append(f"hardware {list(self.hardware)}; expected a non-empty subset of {list(HARDWARE)}")

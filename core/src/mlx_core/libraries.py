@@ -39,6 +39,11 @@ LIBRARIES: tuple[Library, ...] = (
     Library("accelerate", ("accelerate",)),
     Library("tensorflow", ("tensorflow",), heavy=True),
     Library("jax", ("jax",), heavy=True),
+    Library("mlflow", ("mlflow",), heavy=True),  # trackers: imported only by a run that asks for one
+    Library("tensorboard", ("tensorboard",), heavy=True),
+    Library("tensorboardX", ("tensorboardX",), heavy=True),
+    Library("wandb", ("wandb",), heavy=True),
+    Library("clearml", ("clearml",), heavy=True),
     Library("numpy", ("numpy",)),
     Library("PIL", ("pillow",)),
 )

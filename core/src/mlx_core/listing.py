@@ -18,7 +18,7 @@ def list_plugins(as_json: bool = False) -> None:
     """Print the installed plugins with their status (ok, broken, unavailable here, disabled)."""
     from .plugins import Registry
 
-    rows = [r.as_dict() for r in sorted(Registry().records.values(), key=lambda r: r.name)]
+    rows = [r.as_dict() for r in Registry().listed()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -29,7 +29,7 @@ def list_plugins(as_json: bool = False) -> None:
     from rich.table import Table
 
     table = Table("name", "version", "stages", "hardware", "status")
-    colour = {"ok": "green", "broken": "red", "unavailable here": "yellow", "disabled": "dim"}
+    colour = {"ok": "green", "broken": "red", "conflict": "red", "unavailable here": "yellow", "disabled": "dim"}
     for r in rows:
         status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
         stages = ", ".join(r["stages"] + (["predict"] if r["predict"] else []))

@@ -5,8 +5,13 @@ group. Loading one can fail in many ways; each failure is recorded on its ``Plug
 (status ``broken`` with the reason) and the plugin is unregistered, so one bad plugin never
 takes the CLI down. Environment:
 
-- ``MLX_LOAD_PLUGINS=a,b``: load only these plugins (empty: none).
-- ``MLX_TRACE_PLUGINS=1``: log every hook call and the implementations it reached.
+- ``MLX_LOAD_PLUGINS=a,b``: load only these plugins (empty: none); a name no entry point has
+  is warned about on stderr.
+- ``MLX_TRACE_PLUGINS=1``: log every hook call and the implementations it reached (``0``,
+  ``false``, ``no``, ``off`` or empty: no tracing).
+
+Two distributions registering the same plugin name are both listed as ``conflict`` and neither
+is imported: a package must not replace another's plugin unseen.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from .info import PluginInfo
 GROUP = "mlx"
 log = logging.getLogger("mlx.plugins")
 
-OK, BROKEN, UNAVAILABLE, DISABLED = "ok", "broken", "unavailable here", "disabled"
+OK, BROKEN, UNAVAILABLE, DISABLED, CONFLICT = "ok", "broken", "unavailable here", "disabled", "conflict"
+FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
 @dataclass
@@ -95,6 +101,27 @@ def allow_list() -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
+def tracing() -> bool:
+    """``MLX_TRACE_PLUGINS`` set to anything but an empty or false word (``0``, ``false``, ...)."""
+    return os.environ.get("MLX_TRACE_PLUGINS", "").strip().lower() not in FALSE_WORDS
+
+
+def _dist_name(ep: md.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist else None
+
+
+def group_entry_points(eps: list[md.EntryPoint]) -> dict[str, list[md.EntryPoint]]:
+    """Entry points by plugin name, one per distribution (the same distribution seen twice on
+    the path counts once), names sorted."""
+    out: dict[str, list[md.EntryPoint]] = {}
+    for ep in sorted(eps, key=lambda e: (e.name, _dist_name(e) or "")):
+        same = out.setdefault(ep.name, [])
+        if all(_dist_name(other) != _dist_name(ep) for other in same):
+            same.append(ep)
+    return out
+
+
 class Registry:
     """The plugin manager and what it learned about every plugin it saw."""
 
@@ -106,7 +133,9 @@ class Registry:
         # the core's own implementation of every stage hook: it answers last (trylast), for the
         # plugins that name their stage functions in a table; wrappers still wrap it
         self.pm.register(StageTable(self), name=StageTable.NAME)
-        if os.environ.get("MLX_TRACE_PLUGINS"):
+        #: plugin name -> one record per distribution, for names two distributions register
+        self.conflicts: dict[str, list[PluginRecord]] = {}
+        if tracing():
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
         if load:
             self.load_entry_points()
@@ -114,29 +143,58 @@ class Registry:
     # --- loading ---------------------------------------------------------------------------
     def load_entry_points(self) -> None:
         allowed = allow_list()
-        for ep in sorted(md.entry_points(group=GROUP), key=lambda e: e.name):
-            if ep.name in self.records:
-                continue  # the same plugin installed twice: the first wins
-            dist = getattr(ep, "dist", None)
-            rec = PluginRecord(
-                name=ep.name,
-                status=OK,
-                distribution=dist.metadata["Name"] if dist else None,
-                version=dist.version if dist else None,
-                entry_point=ep.value,
-            )
-            self.records[ep.name] = rec
-            if allowed is not None and ep.name not in allowed:
+        grouped = group_entry_points(list(md.entry_points(group=GROUP)))
+        for name, eps in grouped.items():
+            if name in self.records:
+                continue
+            recs = [
+                PluginRecord(
+                    name=name,
+                    status=OK,
+                    distribution=_dist_name(ep),
+                    version=ep.dist.version if getattr(ep, "dist", None) else None,  # type: ignore[union-attr]
+                    entry_point=ep.value,
+                )
+                for ep in eps
+            ]
+            if len(recs) > 1:
+                self._conflict(name, recs)
+                continue
+            rec = self.records[name] = recs[0]
+            if allowed is not None and name not in allowed:
                 rec.status, rec.reason = DISABLED, "not in MLX_LOAD_PLUGINS"
                 continue
             try:
-                module = ep.load()
+                module = eps[0].load()
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 self._fail(rec, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self.register(module, rec)
+        unknown = sorted((allowed or set()) - set(grouped))
+        if unknown:
+            print(
+                f"warning: MLX_LOAD_PLUGINS names {', '.join(map(repr, unknown))}, not installed "
+                f"(installed: {', '.join(grouped) or 'none'})",
+                file=sys.stderr,
+            )
+
+    def _conflict(self, name: str, recs: list[PluginRecord]) -> None:
+        """Several distributions register ``name``: each is listed, none imported or run."""
+        who = ", ".join(f"{r.distribution or '?'} {r.version or '?'} ({r.entry_point})" for r in recs)
+        for rec in recs:
+            rec.status = CONFLICT
+            rec.reason = f"plugin name registered by {len(recs)} distributions: {who}; uninstall all but one"
+        self.records[name] = recs[0]
+        self.conflicts[name] = recs
+
+    def listed(self) -> list[PluginRecord]:
+        """Every record to show, sorted by name; a conflict shows one row per distribution."""
+        rows: list[PluginRecord] = []
+        for name in sorted(self.records):
+            rows.extend(self.conflicts.get(name, [self.records[name]]))
+        return rows
 
     def register(self, module: Any, rec: PluginRecord | None = None) -> PluginRecord:
         """Register a plugin module (entry-point loading and tests go through here)."""
@@ -162,6 +220,14 @@ class Registry:
             return self._fail(rec, f"invalid hook implementation: {exc}")
         self._describe(rec)
         return rec
+
+    def add_hook_module(self, module: Any, name: str) -> bool:
+        """Register a module that implements hooks but is no ``mlx`` plugin (a tracker package of
+        the ``mlx.trackers`` group): no description, no status. False if ``name`` is taken."""
+        if self.pm.has_plugin(name):
+            return False
+        self.pm.register(module, name=name)
+        return True
 
     def _describe(self, rec: PluginRecord) -> None:
         impls = [i for i in self.pm.hook.mlx_plugin.get_hookimpls() if i.plugin_name == rec.name]
@@ -279,9 +345,14 @@ class Registry:
             return None
         return fn(**_accepted(fn, kwargs, f"plugin {rec.name!r}: {rec.info.table[key]}"))  # type: ignore[union-attr]
 
+    def publishers(self, hook: str) -> list[tuple[str, Callable[[], Any]]]:
+        """``(plugin name, its function)`` for every implementation of a collecting hook
+        (``mlx_models``, ``mlx_trackers``), so that one plugin's failure can be told apart."""
+        return [(i.plugin_name, i.function) for i in getattr(self.pm.hook, hook).get_hookimpls()]
+
     def model_publishers(self) -> list[tuple[str, Callable[[], Any]]]:
         """``(plugin name, its mlx_models function)`` for every plugin that publishes models."""
-        return [(i.plugin_name, i.function) for i in self.pm.hook.mlx_models.get_hookimpls()]
+        return self.publishers("mlx_models")
 
     def answering_impls(self, name: str, stage: str) -> list[Callable[..., Any]]:
         """Plugin ``name``'s own non-wrapper hook functions for ``mlx_<stage>`` (old-style plugins)."""

@@ -16,12 +16,12 @@ from rich.console import Console
 from . import __version__
 from . import config as cfgmod
 from .context import RunContext, make_progress
-from .errors import DeviceError, MlxError, PluginError, RunError, Terminated, UsageError
+from .errors import DeviceError, MlxError, PluginError, Pruned, RunError, Terminated, UsageError
 from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry, api_version
 from .profiling import profile_stage
-from .runs import Manifest, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
+from .runs import Manifest, declared_versions, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
 
 
 def resolve_device(requested: str, rec: PluginRecord) -> str:
@@ -47,6 +47,7 @@ def _versions(rec: PluginRecord) -> dict[str, str]:
         "python": platform.python_version(),
         "mlx-core": __version__,
         rec.distribution or rec.name: rec.version or "unknown",
+        **declared_versions(rec.info.requires if rec.info else ()),  # what the plugin says it uses
         **loaded_versions(),
     }
 
@@ -71,6 +72,10 @@ def run(
     ``observers`` (``mlx_core.observers.RunObserver``) hear the start, every ``ctx.log_metrics``
     call and the end with the run's status."""
     observers = list(observers or [])
+    if os.environ.get("MLX_SWEEP_STUDY"):  # this run is a trial of `mlx sweep`: report to its pruner
+        from .sweep import trial_observer
+
+        observers += [o for o in (trial_observer(),) if o is not None]
     console = console or Console(stderr=True)
     rec = registry.get(plugin)
     check_stage(stage)
@@ -97,28 +102,11 @@ def run(
     # whatever --runs-dir (default: "runs", relative to the working directory) was given
     run_dir = (Path(from_dir) if earlier else new_run_dir(Path(runs_dir), plugin)).resolve()
     with run_lock(run_dir):
-        if earlier is not None:
-            manifest = Manifest.load(run_dir)  # re-read under the lock
-            invocation: dict[str, Any] = {"at": now_iso(), "command": command, "stage": stage}
-            # under the lock no live writer owns a temporary file: these are an interrupted run's
-            swept = [str(p.relative_to(run_dir)) for p in sweep_partial_files(run_dir)]
-            if swept:
-                invocation["removed_partial_files"] = swept
-                console.print(
-                    f"removed {len(swept)} partial file(s) an interrupted run left: {', '.join(swept)}",
-                    highlight=False, soft_wrap=True,
-                )  # fmt: skip
-            manifest.data.setdefault("invocations", []).append(invocation)
-        else:
-            manifest = Manifest.create(
-                run_dir,
-                plugin=plugin,
-                plugin_version=rec.version,
-                command=command,
-                target=stage,
-                versions=_versions(rec),
-                host={"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
-            )
+        manifest = _open_manifest(run_dir, rec, stage, command, console) if earlier else Manifest.create(
+            run_dir, plugin=plugin, plugin_version=rec.version, command=command, target=stage,
+            versions=_versions(rec),
+            host={"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        )  # fmt: skip
         manifest.data.update(
             device=dev,
             target=stage,
@@ -138,21 +126,45 @@ def run(
                 option_values=options, console=console, progress_bar=bar, observers=observers,
                 registry=registry,
             )  # fmt: skip
-            overall = bar.add_task(f"{plugin}: {stage}", total=len(todo))
-            try:
-                for i, name in enumerate(todo, start=1):
-                    bar.update(overall, description=f"{plugin}: stage {i}/{len(todo)} {name}")
-                    _run_one(registry, rec, ctx, name, outputs)
-                    bar.advance(overall)
-            except BaseException:
-                for observer in observers:
-                    observer.end(manifest, manifest.data.get("status", "failed"))
-                raise
+            _run_stages(registry, rec, ctx, todo, outputs, bar)
         manifest.data["status"] = "completed"
         manifest.save()
         for observer in observers:
             observer.end(manifest, "completed")
     return manifest
+
+
+def _open_manifest(
+    run_dir: Path, rec: PluginRecord, stage: str, command: list[str] | None, console: Console
+) -> Manifest:
+    """A ``--from`` run's manifest, re-read under the lock, with this invocation recorded and the
+    temporary files an interrupted writer left removed (no live writer owns one under the lock)."""
+    manifest = Manifest.load(run_dir)
+    invocation: dict[str, Any] = {"at": now_iso(), "command": command, "stage": stage}
+    swept = [str(p.relative_to(run_dir)) for p in sweep_partial_files(run_dir)]
+    if swept:
+        invocation["removed_partial_files"] = swept
+        console.print(
+            f"removed {len(swept)} partial file(s) an interrupted run left: {', '.join(swept)}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    manifest.data.setdefault("invocations", []).append(invocation)
+    return manifest
+
+
+def _run_stages(registry: Registry, rec: PluginRecord, ctx: RunContext, todo: list[str], outputs: dict[str, Any],
+                bar: Any) -> None:  # fmt: skip
+    """The stages in order under one progress bar; observers hear the end of a run that stops."""
+    overall = bar.add_task(f"{rec.name}: {ctx.target}", total=len(todo))
+    try:
+        for i, name in enumerate(todo, start=1):
+            bar.update(overall, description=f"{rec.name}: stage {i}/{len(todo)} {name}")
+            _run_one(registry, rec, ctx, name, outputs)
+            bar.advance(overall)
+    except BaseException:
+        for observer in ctx.observers:
+            observer.end(ctx.manifest, ctx.manifest.data.get("status", "failed"))
+        raise
 
 
 def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, outputs: dict[str, Any]) -> None:
@@ -186,6 +198,7 @@ def _run_one(registry: Registry, rec: PluginRecord, ctx: RunContext, name: str, 
         raise
     except MlxError as exc:
         error = str(exc)
+        status = "pruned" if isinstance(exc, Pruned) else "failed"
         raise
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -262,7 +275,7 @@ def doctor(registry: Registry) -> dict[str, Any]:
         except md.PackageNotFoundError:
             pass
     plugins = []
-    for r in sorted(registry.records.values(), key=lambda r: r.name):
+    for r in registry.listed():
         d = r.as_dict()
         d["can_run_here"] = r.usable
         plugins.append(d)

@@ -162,6 +162,24 @@ def loaded_versions() -> dict[str, str]:
     return out
 
 
+def declared_versions(requires: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Installed versions of the libraries a plugin declares in ``PluginInfo.requires`` (import
+    names, e.g. ``sklearn``), read from distribution metadata without importing them; a name no
+    installed distribution provides is left out."""
+    import importlib.metadata as md
+
+    providers = md.packages_distributions()  # import name -> distributions providing it
+    out: dict[str, str] = {}
+    for name in requires:
+        for dist in providers.get(name, [name]):
+            try:
+                out[name] = md.version(dist)
+                break
+            except md.PackageNotFoundError:
+                continue
+    return out
+
+
 def new_run_dir(runs_dir: Path, plugin: str) -> Path:
     """Create a fresh, unique run directory (two runs in the same second never share one)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

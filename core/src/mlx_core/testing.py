@@ -170,9 +170,10 @@ def run_dir_of(proc: subprocess.CompletedProcess) -> Path:
 def run_stage(
     name: str, stage: str, runs_dir: Path, overrides: list[str] | tuple[str, ...] = (), *extra: str
 ) -> Manifest:
-    """``mlx run NAME STAGE`` in a subprocess on cpu; asserts success (every stage up to STAGE
-    completed or skipped) and returns the run's manifest."""
-    proc = stage_process(name, stage, runs_dir, overrides, *extra, device="cpu")
+    """``mlx run NAME STAGE`` in a subprocess; asserts success (every stage up to STAGE completed
+    or skipped) and returns the run's manifest. The device is ``device_under_test()``
+    (``$MLX_TEST_DEVICE``: nox's ``<plugin>-cuda`` sessions set ``cuda``), else cpu."""
+    proc = stage_process(name, stage, runs_dir, overrides, *extra)
     assert proc.returncode == 0, f"mlx run {name} {stage} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     manifest = Manifest.load(run_dir_of(proc))
     for s in STAGES[: STAGES.index(stage) + 1]:
@@ -354,6 +355,8 @@ def check_examples_contract(
 
 #: libraries ``mlx plugins list`` must never import (the table in mlx_core.libraries)
 HEAVY_LIBRARIES = HEAVY_MODULES
+#: tracker libraries: imported only by a run that asks for a tracker (--track, mlx runs sync); heavy rows of the table
+TRACKER_LIBRARIES = ("mlflow", "tensorboard", "tensorboardX", "wandb", "clearml")
 
 _IMPORTS_SNIPPET = """
 import json, sys
@@ -381,9 +384,47 @@ def imported_packages(*argv: str, env: dict[str, str] | None = None) -> list[str
     return json.loads(line[len("IMPORTED=") :])
 
 
-def heavy_imports(*argv: str, env: dict[str, str] | None = None) -> list[str]:
-    """Heavy libraries (torch, paddle, transformers, ...) imported by ``mlx ARGV`` in a fresh interpreter."""
-    return [m for m in imported_packages(*argv, env=env) if m in set(HEAVY_LIBRARIES)]
+#: a package (not imported by the core alone) whose own import takes this long is heavy
+HEAVY_IMPORT_SECONDS = 0.3
+
+
+def import_seconds(*argv: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Seconds each top-level package's own modules took to import during ``mlx ARGV`` in a fresh
+    interpreter (``python -X importtime``: self times, so a package importing torch is not charged
+    for torch)."""
+    code = _IMPORTS_SNIPPET.format(argv=list(argv))
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seconds: dict[str, float] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        if self_us.isdigit():  # skips the header line
+            top = name.split(".")[0]
+            seconds[top] = seconds.get(top, 0.0) + int(self_us) / 1e6
+    return seconds
+
+
+def heavy_imports(
+    *argv: str, env: dict[str, str] | None = None, threshold_s: float = HEAVY_IMPORT_SECONDS
+) -> list[str]:
+    """Heavy libraries imported by ``mlx ARGV`` in a fresh interpreter, beyond what the core imports
+    by itself (the same command with no plugin loaded): a known heavy library (torch, paddle,
+    transformers, ...) or any package whose own import took ``threshold_s`` or more, measured
+    (``-X importtime``; the slowest packages are measured twice and keep their faster time, so a
+    busy machine does not make a light package heavy)."""
+    first = import_seconds(*argv, env=env)
+    core_alone = set(import_seconds(*argv, env={**(env or {}), "MLX_LOAD_PLUGINS": ""}))
+    added = {name: t for name, t in first.items() if name not in core_alone}
+    slow = {name for name, t in added.items() if t >= threshold_s and name not in HEAVY_LIBRARIES}
+    if slow:
+        again = import_seconds(*argv, env=env)
+        slow = {name for name in slow if min(added[name], again.get(name, 0.0)) >= threshold_s}
+    return sorted(name for name in added if name in HEAVY_LIBRARIES or name in slow)
 
 
 class PluginConformance:

@@ -16,6 +16,9 @@ from ..errors import UsageError
 
 TEMPLATE = Path(__file__).parent / "template"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+#: names whose distribution or import package would be the core's or the command's own
+#: (``core`` would write a distribution ``mlx-core``: installing it uninstalls the real core)
+RESERVED = frozenset({"core", "mlx"})
 
 
 def check_name(name: str) -> None:
@@ -23,6 +26,34 @@ def check_name(name: str) -> None:
         raise UsageError(
             f"invalid plugin name {name!r}: expected 2-40 lowercase letters, digits or '_', starting with a letter"
         )
+    if name in RESERVED or name.startswith("mlx_"):
+        raise UsageError(f"plugin name {name!r} is reserved (mlx-core and the mlx command use it); choose another")
+    taken = _taken_by(name)
+    if taken:
+        raise UsageError(f"plugin name {name!r} is taken: {taken}; choose another")
+
+
+def _taken_by(name: str) -> str:
+    """What already installed here uses ``name``: a plugin entry point, the distribution
+    ``mlx-<name>`` or the import package ``mlx_<name>`` (read from metadata, nothing imported)."""
+    import importlib.metadata as md
+    import importlib.util
+
+    from ..plugins import GROUP
+
+    for ep in md.entry_points(group=GROUP):
+        if ep.name == name:
+            dist = getattr(ep, "dist", None)
+            return f"the installed plugin {name!r} ({dist.metadata['Name'] if dist else ep.value})"
+    dist = f"mlx-{name.replace('_', '-')}"
+    try:
+        md.distribution(dist)
+        return f"the distribution {dist} is installed"
+    except md.PackageNotFoundError:
+        pass
+    if importlib.util.find_spec(f"mlx_{name}") is not None:
+        return f"the module mlx_{name} is importable"
+    return ""
 
 
 def create(name: str, parent: Path) -> Path:

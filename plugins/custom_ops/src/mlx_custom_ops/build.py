@@ -192,7 +192,7 @@ def ensure_torch_op(verbose: bool = False) -> None:
         else:
             torch.ops.load_library(str(so))
     LAST_BUILD["torch"] = {"built": built, "seconds": round(time.perf_counter() - t0, 2), "path": str(so)}
-    from . import torch_ops
+    from . import torch_library
 
-    torch_ops.register_python_parts()
+    torch_library.register_python_parts()
     _LOADED["torch"] = True

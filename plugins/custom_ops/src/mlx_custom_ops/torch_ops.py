@@ -1,9 +1,9 @@
 """Involution in PyTorch: composite (unfold/view/multiply/sum) and ``torch.ops.mlx_custom_ops.involution``.
 
 The C++ library (csrc/torch_involution.cpp) defines the operator schemas and CPU kernels through
-``TORCH_LIBRARY``; this module adds what lives best in Python: the autograd formula
-(``torch.library.register_autograd``) and fake kernels (``torch.library.register_fake``) so that
-``torch.compile`` and ``torch.export`` trace through the operator without running it.
+``TORCH_LIBRARY``; :mod:`mlx_custom_ops.build` builds and loads it, and
+:mod:`mlx_custom_ops.torch_library` adds its autograd formula and fake kernels. This module holds the
+layers; it imports ``build``, which never imports it back.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .build import ensure_torch_op
 from .shapes import check_impl, check_input, check_layer
-
-_REGISTERED = False
 
 
 def involution_composite(x: torch.Tensor, w: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
@@ -27,38 +26,8 @@ def involution_composite(x: torch.Tensor, w: torch.Tensor, kernel_size: int, str
 
 
 def involution_custom(x: torch.Tensor, w: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
-    from .build import ensure_torch_op
-
     ensure_torch_op()
     return torch.ops.mlx_custom_ops.involution(x, w, kernel_size, stride)
-
-
-def register_python_parts() -> None:
-    """Autograd and fake kernels for the C++ operators (called once the library is loaded)."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-
-    @torch.library.register_fake("mlx_custom_ops::involution")
-    def _(x, w, kernel_size, stride):
-        return x.new_empty((x.shape[0], x.shape[1], w.shape[3], w.shape[4]))
-
-    @torch.library.register_fake("mlx_custom_ops::involution_backward")
-    def _(grad_out, x, w, kernel_size, stride):
-        return torch.empty_like(x), torch.empty_like(w)
-
-    def setup_context(ctx, inputs, output):
-        x, w, kernel_size, stride = inputs
-        ctx.save_for_backward(x, w)
-        ctx.kernel_size, ctx.stride = kernel_size, stride
-
-    def backward(ctx, grad_out):
-        x, w = ctx.saved_tensors
-        gx, gw = torch.ops.mlx_custom_ops.involution_backward(grad_out, x, w, ctx.kernel_size, ctx.stride)
-        return gx, gw, None, None
-
-    torch.library.register_autograd("mlx_custom_ops::involution", backward, setup_context=setup_context)
-    _REGISTERED = True
 
 
 class Involution(nn.Module):
@@ -79,8 +48,6 @@ class Involution(nn.Module):
     def set_involution_impl(self, impl: str) -> None:
         self.impl = check_impl(impl)
         if impl == "custom":
-            from .build import ensure_torch_op
-
             ensure_torch_op()
 
     def kernels(self, x: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,46 @@ def _paddle(ctx, data, net):
     from paddle.static import InputSpec
 
     cfg, size = ctx.config.train, ctx.config.data.image_size
+    Images, EpochBatches = _paddle_data_classes(ctx)
+    train_ds, val_ds = Images(data.train, True), Images(data.valid, False)
+    steps = math.ceil(len(train_ds) / cfg.batch_size)
+    model = paddle.Model(net, inputs=[InputSpec([None, 3, size, size], "float32", "image")],
+                         labels=[InputSpec([None, 1], "int64", "label")])  # fmt: skip
+    sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=cfg.epochs * steps)
+    opt = paddle.optimizer.Momentum(sched, momentum=0.9, parameters=net.parameters(), weight_decay=cfg.weight_decay)
+    model.prepare(opt, paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy())
+
+    ckpt_dir = ctx.path("checkpoints")
+    history = _earlier_history(ctx)
+    done = 0
+    if ctx.resumed:
+        last = sorted(ckpt_dir.glob("epoch_*.pdparams"))
+        if last:
+            prefix = str(last[-1]).removesuffix(".pdparams")
+            model.load(prefix)
+            done = int(prefix.rsplit("_", 1)[1])
+            history = [h for h in history if h.get("epoch", 0) <= done]
+            ctx.log(f"resumed from {last[-1].name} (epoch {done})")
+    # no manual scheduler stepping here: the .pdopt that model.load read holds the scheduler's
+    # state (LR_Scheduler.last_epoch), so the schedule already continues where it left off
+    rec = _paddle_recorder(ctx, model, ckpt_dir, history, done)
+    remaining = cfg.epochs - done
+    if remaining > 0:
+        with ctx.progress(f"train {remaining} epoch(s)", total=remaining * steps) as advance:
+            rec.advance = advance
+            loader = paddle.io.DataLoader(train_ds, batch_sampler=EpochBatches(train_ds, cfg.batch_size, done))
+            model.fit(loader, val_ds, epochs=remaining, batch_size=cfg.batch_size, verbose=0, callbacks=[rec],
+                      num_workers=0)  # fmt: skip
+    _finish(ctx, history)
+    shutil.rmtree(ckpt_dir / "__pycache__", ignore_errors=True)
+    net.eval()
+    return net
+
+
+def _paddle_data_classes(ctx):
+    """The Paddle dataset of a split (seeded flips) and the batch sampler (seeded shuffles), both
+    keyed by (seed, epoch) so that a resumed run sees the same batches."""
+    import paddle
 
     class Images(paddle.io.Dataset):
         def __init__(self, split, augment):
@@ -113,27 +153,13 @@ def _paddle(ctx, data, net):
         def __len__(self):
             return math.ceil(len(self.dataset) / self.batch_size)
 
-    train_ds, val_ds = Images(data.train, True), Images(data.valid, False)
-    steps = math.ceil(len(train_ds) / cfg.batch_size)
-    model = paddle.Model(net, inputs=[InputSpec([None, 3, size, size], "float32", "image")],
-                         labels=[InputSpec([None, 1], "int64", "label")])  # fmt: skip
-    sched = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=cfg.epochs * steps)
-    opt = paddle.optimizer.Momentum(sched, momentum=0.9, parameters=net.parameters(), weight_decay=cfg.weight_decay)
-    model.prepare(opt, paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy())
+    return Images, EpochBatches
 
-    ckpt_dir = ctx.path("checkpoints")
-    history = _earlier_history(ctx)
-    done = 0
-    if ctx.resumed:
-        last = sorted(ckpt_dir.glob("epoch_*.pdparams"))
-        if last:
-            prefix = str(last[-1]).removesuffix(".pdparams")
-            model.load(prefix)
-            done = int(prefix.rsplit("_", 1)[1])
-            history = [h for h in history if h.get("epoch", 0) <= done]
-            ctx.log(f"resumed from {last[-1].name} (epoch {done})")
-    # no manual scheduler stepping here: the .pdopt that model.load read holds the scheduler's
-    # state (LR_Scheduler.last_epoch), so the schedule already continues where it left off
+
+def _paddle_recorder(ctx, model, ckpt_dir, history: list, done: int):
+    """The fit callback: per-batch losses, and per epoch a history row, an atomic checkpoint
+    (.pdopt then .pdparams), then the logged metrics."""
+    import paddle
 
     class Recorder(paddle.callbacks.Callback):
         def __init__(self):
@@ -176,18 +202,7 @@ def _paddle(ctx, data, net):
             # logged after the checkpoint: a logged epoch is always one a resume can start after
             ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=self.epoch)
 
-    rec = Recorder()
-    remaining = cfg.epochs - done
-    if remaining > 0:
-        with ctx.progress(f"train {remaining} epoch(s)", total=remaining * steps) as advance:
-            rec.advance = advance
-            loader = paddle.io.DataLoader(train_ds, batch_sampler=EpochBatches(train_ds, cfg.batch_size, done))
-            model.fit(loader, val_ds, epochs=remaining, batch_size=cfg.batch_size, verbose=0, callbacks=[rec],
-                      num_workers=0)  # fmt: skip
-    _finish(ctx, history)
-    shutil.rmtree(ckpt_dir / "__pycache__", ignore_errors=True)
-    net.eval()
-    return net
+    return Recorder()
 
 
 # --- PyTorch ------------------------------------------------------------------------------------

@@ -71,6 +71,48 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _reload_diff(ctx, base, out_dir, adapter_dir, batch, reference) -> float:
+    """Reload the exported folder (and adapters) with no quantization arguments, as a user would:
+    the saved config.json carries them. Returns the max |logit difference| to ``reference``."""
+    with ctx.progress("reload the exported model", total=None):
+        cls = model_class(base.config)
+        kwargs: dict[str, Any] = {"device_map": {"": 0}} if ctx.device == "cuda" else {}
+        kwargs["trust_remote_code"] = ctx.config.model.trust_remote_code
+        reloaded = cls.from_pretrained(out_dir, **kwargs).eval()
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            reloaded = PeftModel.from_pretrained(reloaded, adapter_dir).eval()
+        diff = float((logits(reloaded, batch) - reference).abs().max())
+    del reloaded
+    return diff
+
+
+def _measure_unquantized(ctx, bundle: LMBundle, ev, batch) -> tuple[int, dict[str, int], float, float]:
+    """The unquantized reference from the same source folder: (footprint bytes, linear weight
+    bytes by layer, perplexity, latency ms)."""
+    with ctx.progress("evaluate the unquantized model", total=None):
+        fp = load_model(bundle.folder, ctx.config.model, ctx.device, quantized=False)
+        foot_fp = int(fp.get_memory_footprint())
+        lin_fp = linear_weight_bytes(fp)
+        ppl_fp = perplexity(fp, ev)
+        lat_fp = latency_ms(fp, batch, ctx.config.export.latency_repeats)
+    del fp
+    return foot_fp, lin_fp, ppl_fp, lat_fp
+
+
+def _add_artifacts(ctx, out_dir, adapter_dir, precision: str, diff: float, report_path) -> None:
+    ctx.add_artifact(out_dir / "config.json", kind="model", format="transformers", precision=precision,
+                     folder=str(out_dir.relative_to(ctx.run_dir)), reload_max_abs_diff=diff)  # fmt: skip
+    for f in sorted(out_dir.glob("*.safetensors")):
+        ctx.add_artifact(f, kind="model-weights", precision=precision)
+    if adapter_dir is not None:
+        for f in sorted(adapter_dir.glob("*.safetensors")):
+            ctx.add_artifact(f, kind="adapter", format="peft")
+    ctx.add_artifact(report_path, kind="report")
+    ctx.add_artifact(ctx.path("export", "report.png"), kind="chart")
+
+
 def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     cfg, mcfg = ctx.config.export, ctx.config.model
     quiet()
@@ -109,28 +151,10 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         base.save_pretrained(tmp)
         bundle.tokenizer.save_pretrained(tmp)
 
-    # reload with no quantization arguments: the saved config.json carries them
-    with ctx.progress("reload the exported model", total=None):
-        cls = model_class(base.config)
-        kwargs: dict[str, Any] = {"device_map": {"": 0}} if ctx.device == "cuda" else {}
-        kwargs["trust_remote_code"] = mcfg.trust_remote_code
-        reloaded = cls.from_pretrained(out_dir, **kwargs).eval()
-        if is_peft:
-            from peft import PeftModel
-
-            reloaded = PeftModel.from_pretrained(reloaded, adapter_dir).eval()
-        diff = float((logits(reloaded, batch) - reference).abs().max())
-    del reloaded
+    diff = _reload_diff(ctx, base, out_dir, adapter_dir if is_peft else None, batch, reference)
     allowed = cfg.max_abs_diff_4bit if mcfg.load_in_4bit else cfg.max_abs_diff
 
-    # the unquantized reference, from the same source folder
-    with ctx.progress("evaluate the unquantized model", total=None):
-        fp = load_model(bundle.folder, mcfg, ctx.device, quantized=False)
-        foot_fp = int(fp.get_memory_footprint())
-        lin_fp = linear_weight_bytes(fp)
-        ppl_fp = perplexity(fp, ev)
-        lat_fp = latency_ms(fp, batch, cfg.latency_repeats)
-    del fp
+    foot_fp, lin_fp, ppl_fp, lat_fp = _measure_unquantized(ctx, bundle, ev, batch)
     quantized_names = [n for n, b in lin_q.items() if n in lin_fp and b < lin_fp[n]]
     lin_ratio = (
         (sum(lin_q[n] for n in quantized_names) / sum(lin_fp[n] for n in quantized_names)) if quantized_names else 1.0
@@ -159,15 +183,7 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     report_path = atomic_write_json(ctx.path("export", "report.json"), report)
     with ctx.atomic_path("export", "report.png") as tmp_png:
         plot_report(report, tmp_png)
-    ctx.add_artifact(out_dir / "config.json", kind="model", format="transformers", precision=precision,
-                     folder=str(out_dir.relative_to(ctx.run_dir)), reload_max_abs_diff=diff)  # fmt: skip
-    for f in sorted(out_dir.glob("*.safetensors")):
-        ctx.add_artifact(f, kind="model-weights", precision=precision)
-    if is_peft:
-        for f in sorted(adapter_dir.glob("*.safetensors")):
-            ctx.add_artifact(f, kind="adapter", format="peft")
-    ctx.add_artifact(report_path, kind="report")
-    ctx.add_artifact(ctx.path("export", "report.png"), kind="chart")
+    _add_artifacts(ctx, out_dir, adapter_dir if is_peft else None, precision, diff, report_path)
     metrics = {"footprint_before_mb": foot_fp / 1e6, "footprint_after_mb": foot_q / 1e6, "footprint_ratio": foot_q / foot_fp,
                "linear_weight_ratio": lin_ratio, "perplexity_before": ppl_fp, "perplexity_after": ppl_q,
                "latency_before_ms": lat_fp, "latency_after_ms": lat_q, "reload_max_abs_diff": diff}  # fmt: skip

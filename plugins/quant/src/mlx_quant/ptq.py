@@ -424,8 +424,22 @@ def domain_fp32_pte(ctx) -> Path | None:
     return None
 
 
+def require_torch_module(model: Any, plugin: str) -> nn.Module:
+    """``model`` when it is a torch module; otherwise one line saying what the plugin handed over
+    (recsys hands a dict and trains its own sharded model, custom_ops' Paddle path a paddle Layer)."""
+    if isinstance(model, nn.Module):
+        return model
+    found = type(model).__module__ + "." + type(model).__qualname__
+    if isinstance(model, dict):
+        found = f"dict with keys {sorted(map(str, model))}"
+    raise DataError(
+        f"quant: {plugin}'s model stage hands a {found}, not a torch nn.Module; quant quantizes torch modules only"
+    )
+
+
 def quantize_into_export(ctx, data: Any, model: nn.Module, opts: Any) -> dict[str, Any]:
     """The hook-wrapper entry point: add ``export/quant/<scheme>`` to another plugin's export."""
+    model = require_torch_module(model, ctx.plugin)
     ctx.log(f"[quant] post-training {opts.scheme} of {ctx.plugin}'s model")
     report = quantize_model(ctx, model, data, [opts.scheme], opts.calibration_batches, opts.eval_examples,
                             ("export", "quant"), fp32_pte=domain_fp32_pte(ctx))  # fmt: skip

@@ -99,8 +99,11 @@ def source_model(ctx, src: SourceRun) -> Any:
     model = src.registry.call_stage("model", ctx=src.ctx, data=src.data)
     if model is None:
         raise RunError(f"source.run {src.run_dir}: plugin {src.plugin!r} returned no model")
+    from .ptq import require_torch_module
+
+    model = require_torch_module(model, src.plugin)
     found = newest_checkpoint(src.run_dir)
-    trained = src.manifest.data.get("records", {}).get("trained")
+    trained = bool(src.manifest.data.get("records", {}).get("trained"))
     pretrained = saved_pretrained(src)
     if found is None and pretrained is not None and hasattr(type(model), "from_pretrained"):
         # a Hugging Face model exported with save_pretrained (the translation plugin's convention)
@@ -116,9 +119,11 @@ def source_model(ctx, src: SourceRun) -> Any:
         ctx.log(f"[model] weights from {path}")
         ctx.record("source_weights", str(path))
     else:
-        ctx.note(f"{src.run_dir} has no checkpoint; the model was rebuilt by {src.plugin} from the run's config and seed "
-                 f"(trained={trained})")  # fmt: skip
-    ctx.record("trained", bool(trained))
+        # the weights are the rebuilt model's initial ones, whatever the source run trained
+        ctx.note(f"{src.run_dir} has no loadable checkpoint; the model was rebuilt by {src.plugin} from the run's "
+                 f"config and seed with untrained weights (trained=false; the source run recorded trained={trained})")  # fmt: skip
+        trained = False
+    ctx.record("trained", trained)
     return model
 
 

@@ -141,6 +141,12 @@ class RecsysConfig(Section):
 
 def check(cfg: RecsysConfig) -> None:
     """Cross-field rules; raises ConfigError with one line naming the offending value."""
+    _check_tables(cfg)
+    _check_sharding(cfg)
+    _check_processes(cfg)
+
+
+def _check_tables(cfg: RecsysConfig) -> None:
     names = [t.name for t in cfg.model.tables]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -159,6 +165,10 @@ def check(cfg: RecsysConfig) -> None:
                     f"expected one of data.categorical_names"
                 )
             seen[f] = t.name
+
+
+def _check_sharding(cfg: RecsysConfig) -> None:
+    names = [t.name for t in cfg.model.tables]
     for table, types in cfg.train.sharding.items():
         if table not in names:
             raise ConfigError(f"train.sharding names unknown table {table!r}; tables: {', '.join(names)}")
@@ -169,6 +179,9 @@ def check(cfg: RecsysConfig) -> None:
                 )
         if not types:
             raise ConfigError(f"train.sharding.{table}: empty list of sharding types")
+
+
+def _check_processes(cfg: RecsysConfig) -> None:
     if cfg.data.batch_size % cfg.train.nproc:
         raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by train.nproc {cfg.train.nproc}")
     cores = os.cpu_count() or 1

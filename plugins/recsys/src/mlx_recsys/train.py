@@ -141,16 +141,6 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
     _quiet()
     import torch
     import torch.distributed as dist
-    from torchrec.distributed import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
-    from torchrec.optim import RowWiseAdagrad
-    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-    from torchrec.optim.keyed import KeyedOptimizerWrapper
-    from torchrec.optim.optimizers import in_backward_optimizer_filter
-
-    from . import data as D
-    from .model import Sharder, build_dlrm, constraints
-    from .state import copy_into, evaluate, gather_full_state, local_optimizer_state
 
     cfg = RecsysConfig.model_validate(job["config"])
     spec, run_dir = job["spec"], Path(job["run_dir"])
@@ -160,112 +150,25 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
     torch.set_num_threads(threads)
     dist.init_process_group("gloo")
     try:
-        model = build_dlrm(cfg, sparse_device="meta")
-        if cfg.train.sparse_optimizer == "rowwise_adagrad":
-            apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": cfg.train.sparse_lr})
-        else:
-            apply_optimizer_in_backward(torch.optim.SGD, model.sparse_arch.parameters(), {"lr": cfg.train.sparse_lr})
-        topology = Topology(world_size=world, local_world_size=local_world, compute_device="cpu")
-        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints(cfg))
-        sharders = [Sharder()]
-        try:
-            plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
-        except Exception as exc:  # noqa: BLE001  the planner raises plain errors for impossible constraints
-            raise ConfigError(
-                f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0].strip()}"
-            ) from None
-        torch.manual_seed(cfg.seed + rank)
-        dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
-        dense_opt = KeyedOptimizerWrapper(
-            dict(in_backward_optimizer_filter(dmp.named_parameters())),
-            lambda params: torch.optim.Adam(params, lr=cfg.train.dense_lr),
-        )
+        dmp, dense_opt, plan = _sharded_model(cfg, rank, world, local_world)
         plan_info = _plan_dict(plan)
         if rank == 0:
             text = str(plan)
             print(f"sharding plan ({world} process{'es' if world > 1 else ''}):\n{text}", file=sys.stderr, flush=True)
             atomic_write(run_dir / "train" / "plan.txt", text + "\n")
             atomic_write_json(run_dir / "train" / "plan.json", plan_info)
-
-        ckpt_path = run_dir.joinpath(*CKPT)
         start, history, restored_sparse_opt = 0, [], False
-        if job["resume"] and ckpt_path.exists():
-            ck = torch.load(ckpt_path, weights_only=True)
-            copy_into(dmp, ck["model"])
-            if ck.get("dense_opt") is not None:
-                dense_opt.init_state()  # KeyedOptimizer loads only into existing (lazily built) state
-                dense_opt.load_state_dict(ck["dense_opt"])
-            restored_sparse_opt = _restore_sparse_opt(dmp, run_dir, int(ck["epoch"]), world, rank)
-            start = int(ck["epoch"]) + 1
-            history = json.loads(ck["history"])
-            if rank == 0:
-                print(f"resumed from {ckpt_path} after epoch {start}", file=sys.stderr, flush=True)
-
+        if job["resume"] and run_dir.joinpath(*CKPT).exists():
+            start, history, restored_sparse_opt = _resume(dmp, dense_opt, run_dir, world, rank)
         batch = cfg.data.batch_size
-        local = batch // world
         steps_per_epoch = spec["n_train"] // batch
         if cfg.train.max_steps:
             steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
         if steps_per_epoch < 1:
             raise ConfigError(f"data.batch_size {batch} is larger than the {spec['n_train']} training examples")
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
         for epoch in range(start, cfg.train.epochs):
-            dmp.train()
-            loss_sum = torch.zeros(2, dtype=torch.float64)
-            t0 = time.perf_counter()
-            for step, (dense, kjt, labels) in enumerate(D.train_batches(spec, batch, rank, world)):
-                if step >= steps_per_epoch:
-                    break
-                logits = dmp(dense, kjt).squeeze(-1)
-                loss = bce(logits, labels)
-                dense_opt.zero_grad()
-                loss.backward()
-                dense_opt.step()
-                loss_sum += torch.tensor([loss.item() * local, local], dtype=torch.float64)
-                if step == 0:  # the first step builds lazy kernels/state: timed apart
-                    t1 = time.perf_counter()
-                if advance is not None:
-                    advance(1)
-            time_end = time.perf_counter()
-            wall = time_end - t0
-            dist.all_reduce(loss_sum)
-            state = gather_full_state(dmp, rank)
-            # each rank saves its own shards of the fused optimizer state, then rank 0 the checkpoint
-            with atomic_path(_opt_path(run_dir, rank, world)) as tmp:
-                torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
-            dist.barrier()
-            if rank == 0:
-                metrics = evaluate(cfg, state, spec, "val")
-                row = {
-                    "epoch": epoch + 1,
-                    "train_loss": float(loss_sum[0] / loss_sum[1]),
-                    "val_auc": metrics["auc"],
-                    "val_ne": metrics["ne"],
-                    "val_logloss": metrics["logloss"],
-                    # steady state: steps after the first (all of them when there is one step)
-                    "examples_per_s": (steps_per_epoch - 1) * batch / (time_end - t1)
-                    if steps_per_epoch > 1
-                    else batch / wall,
-                    "epoch_s": wall,
-                }
-                history.append(row)
-                print(
-                    f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val_auc {row['val_auc']:.4f} "
-                    f"val_ne {row['val_ne']:.4f} {row['examples_per_s']:.0f} ex/s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                with atomic_path(ckpt_path) as tmp:
-                    torch.save(
-                        {
-                            "epoch": epoch,
-                            "model": state,
-                            "dense_opt": dense_opt.state_dict(),
-                            "history": json.dumps(history),
-                        },
-                        tmp,
-                    )
-            dist.barrier()
+            loss, timing = _train_epoch(dmp, dense_opt, spec, batch, steps_per_epoch, rank, world, advance, epoch)
+            _end_epoch(cfg, dmp, dense_opt, spec, run_dir, epoch, loss, timing, steps_per_epoch, history, rank, world)
         return {
             "plan": plan_info,
             "plan_text": str(plan),
@@ -278,8 +181,177 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
         dist.destroy_process_group()
 
 
-def _opt_path(run_dir: Path, rank: int, world: int) -> Path:
-    return run_dir / "checkpoints" / f"sparse_opt.rank{rank}-of-{world}.pt"
+def _sharded_model(cfg: RecsysConfig, rank: int, world: int, local_world: int) -> tuple[Any, Any, Any]:
+    """The DLRM, its embedding tables sharded by torchrec's planner over the process group
+    (fused sparse optimizer in backward), and the dense optimizer: (dmp, dense_opt, plan)."""
+    import torch
+    import torch.distributed as dist
+    from torchrec.distributed import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.optim import RowWiseAdagrad
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+    from torchrec.optim.keyed import KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    from .model import Sharder, build_dlrm, constraints
+
+    model = build_dlrm(cfg, sparse_device="meta")
+    sparse_cls = RowWiseAdagrad if cfg.train.sparse_optimizer == "rowwise_adagrad" else torch.optim.SGD
+    apply_optimizer_in_backward(sparse_cls, model.sparse_arch.parameters(), {"lr": cfg.train.sparse_lr})
+    topology = Topology(world_size=world, local_world_size=local_world, compute_device="cpu")
+    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints(cfg))
+    sharders = [Sharder()]
+    try:
+        plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
+    except Exception as exc:  # noqa: BLE001  the planner raises plain errors for impossible constraints
+        raise ConfigError(
+            f"the sharding planner found no plan for train.sharding={cfg.train.sharding}: {str(exc).splitlines()[0].strip()}"
+        ) from None
+    torch.manual_seed(cfg.seed + rank)
+    dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
+    dense_opt = KeyedOptimizerWrapper(
+        dict(in_backward_optimizer_filter(dmp.named_parameters())),
+        lambda params: torch.optim.Adam(params, lr=cfg.train.dense_lr),
+    )
+    return dmp, dense_opt, plan
+
+
+def _resume(dmp: Any, dense_opt: Any, run_dir: Path, world: int, rank: int) -> tuple[int, list, bool]:
+    """Load the last checkpoint into ``dmp``/``dense_opt``: (next epoch, history, whether the
+    sparse optimizer state was restored too)."""
+    import torch
+
+    from .state import copy_into
+
+    ckpt_path = run_dir.joinpath(*CKPT)
+    ck = torch.load(ckpt_path, weights_only=True)
+    copy_into(dmp, ck["model"])
+    if ck.get("dense_opt") is not None:
+        dense_opt.init_state()  # KeyedOptimizer loads only into existing (lazily built) state
+        dense_opt.load_state_dict(ck["dense_opt"])
+    restored_sparse_opt = _restore_sparse_opt(dmp, run_dir, int(ck["epoch"]), world, rank)
+    start = int(ck["epoch"]) + 1
+    if rank == 0:
+        print(f"resumed from {ckpt_path} after epoch {start}", file=sys.stderr, flush=True)
+    return start, json.loads(ck["history"]), restored_sparse_opt
+
+
+def _train_epoch(
+    dmp: Any,
+    dense_opt: Any,
+    spec: dict,
+    batch: int,
+    steps: int,
+    rank: int,
+    world: int,
+    advance: Callable | None,
+    epoch: int,
+) -> tuple[Any, dict[str, float]]:
+    """One epoch of this rank's batches: the all-reduced (loss sum, examples) and its timing
+    (``wall``: the epoch; ``steady``: from the end of the first step, which builds lazy state)."""
+    import torch
+    import torch.distributed as dist
+
+    from . import data as D
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    local = batch // world
+    dmp.train()
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    t0 = t1 = time.perf_counter()
+    for step, (dense, kjt, labels) in enumerate(D.train_batches(spec, batch, rank, world)):
+        if step >= steps:
+            break
+        logits = dmp(dense, kjt).squeeze(-1)
+        loss = bce(logits, labels)
+        dense_opt.zero_grad()
+        loss.backward()
+        dense_opt.step()
+        loss_sum += torch.tensor([loss.item() * local, local], dtype=torch.float64)
+        if step == 0:  # the first step builds lazy kernels/state: timed apart
+            t1 = time.perf_counter()
+        if advance is not None:
+            advance(1)
+        if step == 1:
+            _test_kill("mid_epoch", epoch + 1)
+    time_end = time.perf_counter()
+    dist.all_reduce(loss_sum)
+    return loss_sum, {"wall": time_end - t0, "steady": time_end - t1}
+
+
+def _end_epoch(
+    cfg: RecsysConfig, dmp: Any, dense_opt: Any, spec: dict, run_dir: Path, epoch: int, loss_sum: Any,
+    timing: dict[str, float], steps: int, history: list, rank: int, world: int,
+) -> None:  # fmt: skip
+    """Save this rank's optimizer shards; rank 0 then evaluates, appends the epoch's row to
+    ``history`` and writes the checkpoint."""
+    import torch
+    import torch.distributed as dist
+
+    from .state import evaluate, gather_full_state, local_optimizer_state
+
+    state = gather_full_state(dmp, rank)
+    # each rank saves its own shards of the fused optimizer state under this epoch's name, then
+    # rank 0 the checkpoint; the shards last.pt names stay until the next last.pt is in
+    with atomic_path(_opt_path(run_dir, rank, world, epoch)) as tmp:
+        torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
+    dist.barrier()
+    _test_kill("before_checkpoint", epoch + 1)
+    if rank == 0:
+        batch = cfg.data.batch_size
+        metrics = evaluate(cfg, state, spec, "val")
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum[0] / loss_sum[1]),
+            "val_auc": metrics["auc"],
+            "val_ne": metrics["ne"],
+            "val_logloss": metrics["logloss"],
+            # steady state: steps after the first (all of them when there is one step)
+            "examples_per_s": (steps - 1) * batch / timing["steady"] if steps > 1 else batch / timing["wall"],
+            "epoch_s": timing["wall"],
+        }
+        history.append(row)
+        print(
+            f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val_auc {row['val_auc']:.4f} "
+            f"val_ne {row['val_ne']:.4f} {row['examples_per_s']:.0f} ex/s",
+            file=sys.stderr,
+            flush=True,
+        )
+        with atomic_path(run_dir.joinpath(*CKPT)) as tmp:
+            torch.save(
+                {"epoch": epoch, "model": state, "dense_opt": dense_opt.state_dict(), "history": json.dumps(history)},
+                tmp,
+            )
+    dist.barrier()
+    # every rank's last.pt is now the one for `epoch`: older shard sets are unreachable
+    _remove_stale_shards(run_dir, rank, world, epoch)
+
+
+# Test-only: MLX_RECSYS_TEST_SIGKILL="POINT:EPOCH" makes every training process SIGKILL itself at
+# POINT of epoch EPOCH (1-based), so the resume tests hit the instant they mean instead of racing
+# a kill against the clock. POINT is `mid_epoch` (after the epoch's second step) or
+# `before_checkpoint` (the epoch's optimizer shards are written, its last.pt not yet). Not for users.
+KILL_ENV = "MLX_RECSYS_TEST_SIGKILL"
+
+
+def _test_kill(point: str, epoch: int) -> None:
+    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _opt_path(run_dir: Path, rank: int, world: int, epoch: int) -> Path:
+    """Rank ``rank``'s fused optimizer shards after (0-based) ``epoch``: one file per epoch, so
+    writing epoch E+1's set never replaces the set that the current last.pt (epoch E) needs."""
+    return run_dir / "checkpoints" / f"sparse_opt.epoch{epoch}.rank{rank}-of-{world}.pt"
+
+
+def _remove_stale_shards(run_dir: Path, rank: int, world: int, epoch: int) -> None:
+    keep = _opt_path(run_dir, rank, world, epoch)
+    for path in (run_dir / "checkpoints").glob(f"sparse_opt.*rank{rank}-of-{world}.pt"):
+        if path != keep:
+            path.unlink(missing_ok=True)
 
 
 def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: int) -> bool:
@@ -293,7 +365,7 @@ def _restore_sparse_opt(dmp: Any, run_dir: Path, epoch: int, world: int, rank: i
     ok = 1
     saved = None
     try:
-        saved = torch.load(_opt_path(run_dir, rank, world), weights_only=True)
+        saved = torch.load(_opt_path(run_dir, rank, world, epoch), weights_only=True)
         if int(saved["epoch"]) != epoch:
             ok = 0
     except (OSError, RuntimeError, KeyError):

@@ -137,11 +137,7 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = cfg.bn_momentum
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _optimizer(cfg, model)
     if len(data.train) < cfg.batch_size:
         raise DataError(
             f"training split {data.train.split!r} has {len(data.train)} images, fewer than train.batch_size={cfg.batch_size}"
@@ -149,29 +145,14 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     steps_per_epoch = len(data.train) // cfg.batch_size
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     folder = ctx.path("checkpoints")
-    history: list[dict[str, Any]] = []
-    start, step = 1, 0
     found = checkpoints(folder) if ctx.resumed else []
     ev: dict[str, Any] | None = None
     if found:
-        last_epoch, path = found[-1]
-        state = load_checkpoint(path)
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise DataError(
-                f"checkpoint {path} does not fit this run's model/optimizer: {str(exc).splitlines()[0][:200]}"
-            ) from None
-        history, step, start = list(state["history"]), int(state["step"]), last_epoch + 1
-        torch.set_rng_state(state["rng"])
-        ctx.log(f"resuming from {path.relative_to(ctx.run_dir)} (epoch {last_epoch} of {cfg.epochs})")
-        ctx.record("resumed_from_epoch", last_epoch)
+        history, step, start = _resume(ctx, model, opt, found[-1])
     else:
         t0 = time.perf_counter()
         ev = evaluate(model, data.val, data.num_classes, device, cfg.batch_size, ctx, "evaluate untrained")
-        history.append({"epoch": 0, "train_loss": None, "val_loss": ev["loss"], "val_miou": ev["miou"],
-                        "val_pixel_acc": ev["pixel_acc"], "lr": 0.0, "seconds": time.perf_counter() - t0})  # fmt: skip
+        history, step, start = [_row(0, None, ev, 0.0, t0)], 0, 1
     initial = history[0]
     trained = ctx.manifest.data.get("records", {}).get("trained", False)
     init_name = "initial" if trained else "untrained"
@@ -183,31 +164,9 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
 
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        data.train.epoch = epoch
-        loader = _loader(data.train, cfg.batch_size, shuffle=True, seed=ctx.seed * 100_003 + epoch, drop_last=True)
-        running, seen = 0.0, 0
-        with ctx.progress(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) as advance:
-            for x, y in loader:
-                lr = cfg.lr * (1 - step / total_steps) ** cfg.poly_power
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                x = x.to(device).contiguous(memory_format=torch.channels_last)
-                y = y.to(device)
-                loss = seg_loss(model(x), y, cfg.aux_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                value = loss.item()
-                if not np.isfinite(value):
-                    raise DataError(f"training diverged at epoch {epoch} (loss {value}); lower train.lr (now {cfg.lr})")
-                running += value * x.shape[0]
-                seen += x.shape[0]
-                step += 1
-                advance(1)
+        train_loss, lr, step = _train_epoch(ctx, data, model, opt, epoch, step, total_steps, steps_per_epoch)
         ev = evaluate(model, data.val, data.num_classes, device, cfg.batch_size, ctx, f"evaluate epoch {epoch}")
-        row = {"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": ev["loss"], "val_miou": ev["miou"],
-               "val_pixel_acc": ev["pixel_acc"], "lr": lr, "seconds": time.perf_counter() - t0}  # fmt: skip
+        row = _row(epoch, train_loss, ev, lr, t0)
         history.append(row)
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(),
                  "epoch": epoch, "step": step, "history": history, "rng": torch.get_rng_state()}  # fmt: skip
@@ -216,9 +175,82 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
         # and logs this epoch again, never twice
         ctx.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr")}, step=epoch)
 
-    last = history[-1]
     if ev is None:  # resumed after the last epoch: nothing was evaluated in this invocation
         ev = evaluate(model, data.val, data.num_classes, device, cfg.batch_size)
+    _finish(ctx, data, history, ev, trained, folder)
+    model.eval()
+    return model
+
+
+def _optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _row(epoch: int, train_loss: float | None, ev: dict[str, Any], lr: float, t0: float) -> dict[str, Any]:
+    """One history row: an epoch's losses, validation figures, last learning rate and seconds."""
+    return {"epoch": epoch, "train_loss": train_loss, "val_loss": ev["loss"], "val_miou": ev["miou"],
+            "val_pixel_acc": ev["pixel_acc"], "lr": lr, "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _resume(
+    ctx: RunContext, model: nn.Module, opt: torch.optim.Optimizer, last: tuple[int, Path]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Load the last checkpoint into model and optimizer: (history, step, first epoch to run)."""
+    last_epoch, path = last
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise DataError(
+            f"checkpoint {path} does not fit this run's model/optimizer: {str(exc).splitlines()[0][:200]}"
+        ) from None
+    torch.set_rng_state(state["rng"])
+    ctx.log(f"resuming from {path.relative_to(ctx.run_dir)} (epoch {last_epoch} of {ctx.config.train.epochs})")
+    ctx.record("resumed_from_epoch", last_epoch)
+    return list(state["history"]), int(state["step"]), last_epoch + 1
+
+
+def _train_epoch(
+    ctx: RunContext, data: SegData, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, step: int,
+    total_steps: int, steps_per_epoch: int,
+) -> tuple[float, float, int]:  # fmt: skip
+    """One pass over the training split (poly learning-rate decay by global step): (mean train
+    loss, last learning rate, global step after it)."""
+    cfg, device = ctx.config.train, ctx.device
+    model.train()
+    data.train.epoch = epoch
+    loader = _loader(data.train, cfg.batch_size, shuffle=True, seed=ctx.seed * 100_003 + epoch, drop_last=True)
+    running, seen, lr = 0.0, 0, 0.0
+    with ctx.progress(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) as advance:
+        for x, y in loader:
+            lr = cfg.lr * (1 - step / total_steps) ** cfg.poly_power
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            loss = seg_loss(model(x), y, cfg.aux_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = loss.item()
+            if not np.isfinite(value):
+                raise DataError(f"training diverged at epoch {epoch} (loss {value}); lower train.lr (now {cfg.lr})")
+            running += value * x.shape[0]
+            seen += x.shape[0]
+            step += 1
+            advance(1)
+    return running / max(seen, 1), lr, step
+
+
+def _finish(
+    ctx: RunContext, data: SegData, history: list[dict[str, Any]], ev: dict[str, Any], trained: bool, folder: Path
+) -> None:
+    """Final metrics, the note on what was trained, the curve and the last checkpoint as artifacts."""
+    initial, last = history[0], history[-1]
     ctx.record("val_iou_per_class", {name: v for name, v in zip(data.classes, ev["iou"], strict=True) if v is not None})
     ctx.log_metrics({"val_miou": last["val_miou"], "val_pixel_acc": last["val_pixel_acc"], "epochs": last["epoch"]})
     if last["epoch"] > 0:
@@ -234,5 +266,3 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     found = checkpoints(folder)
     if found:
         ctx.add_artifact(found[-1][1], kind="checkpoint", epoch=found[-1][0])
-    model.eval()
-    return model

@@ -71,12 +71,9 @@ def make_callback(ctx, total_epochs: float):
                 self.last_loss = float(logs["loss"])
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
-            if not metrics or "eval_bleu" not in metrics:
-                return
-            row = {k: float(v) for k, v in metrics.items() if k in ("eval_bleu", "eval_loss", "eval_gen_len")}
-            if self.last_loss is not None:
-                row["train_loss"] = self.last_loss
-            self.pending = (row, int(round(state.epoch or 0)))
+            row = epoch_row(metrics, self.last_loss)
+            if row is not None:
+                self.pending = (row, int(round(state.epoch or 0)))
 
         def on_save(self, args, state, control, **kw):
             # The Trainer evaluates, then checkpoints: the epoch's row goes into run.json only once its
@@ -88,6 +85,16 @@ def make_callback(ctx, total_epochs: float):
                 ctx.log_metrics(row, step=step)
 
     return MlxCallback()
+
+
+def epoch_row(metrics: dict[str, Any] | None, last_loss: float | None) -> dict[str, float] | None:
+    """The run.json row of an end-of-epoch evaluation (None for other evaluations)."""
+    if not metrics or "eval_bleu" not in metrics:
+        return None
+    row = {k: float(v) for k, v in metrics.items() if k in ("eval_bleu", "eval_loss", "eval_gen_len")}
+    if last_loss is not None:
+        row["train_loss"] = last_loss
+    return row
 
 
 def plot_curves(ctx, history: list[dict[str, Any]], untrained: float | None) -> None:
@@ -152,23 +159,16 @@ def last_complete_checkpoint(ckpt_dir) -> str | None:
     return str(best) if best is not None else None
 
 
-def run(ctx, data: dict[str, Any], model):
-    import torch
+def make_trainer(ctx, data: dict[str, Any], model, lr: float, ckpt_dir):
+    """The Seq2SeqTrainer of this run (epoch-wise eval/save/log, BLEU metrics) and its MlxCallback."""
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
-    quiet_transformers()
     cfg = ctx.config.train
-    if ctx.device == "cpu" and cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    pretrained = bool(ctx.config.model.path)
-    lr = cfg.learning_rate or (PRETRAINED_LR if pretrained else SCRATCH_LR)
     tokenizer, tokenized = data["tokenizer"], data["tokenized"]
     test = tokenized["test"]
     eval_ds = test if not cfg.eval_samples or cfg.eval_samples >= len(test) else test.select(range(cfg.eval_samples))
     fp16 = ctx.device == "cuda" and cfg.fp16
-    ckpt_dir = ctx.path("train", "checkpoints")
     args = Seq2SeqTrainingArguments(
         output_dir=str(ckpt_dir),
         eval_strategy="epoch",
@@ -208,6 +208,12 @@ def run(ctx, data: dict[str, Any], model):
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # metrics go through ctx.log_metrics, not raw dicts on stdout
+    return trainer, callback
+
+
+def starting_point(ctx, trainer, ckpt_dir, test) -> tuple[str | None, float]:
+    """(checkpoint to resume from or None, untrained BLEU): an earlier invocation's when this run
+    resumes, else measured now and logged."""
     last = last_complete_checkpoint(ckpt_dir) if ctx.resumed else None
     earlier = ctx.manifest.data.get("metrics", {})
     if last is not None and "bleu_untrained" in earlier:
@@ -221,6 +227,23 @@ def run(ctx, data: dict[str, Any], model):
         untrained = float(base["untrained_bleu"])
         ctx.log_metrics({"bleu_untrained": untrained, "gen_len_untrained": float(base["untrained_gen_len"])})
 
+    return last, untrained
+
+
+def run(ctx, data: dict[str, Any], model):
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    quiet_transformers()
+    cfg = ctx.config.train
+    if ctx.device == "cpu" and cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    pretrained = bool(ctx.config.model.path)
+    lr = cfg.learning_rate or (PRETRAINED_LR if pretrained else SCRATCH_LR)
+    tokenized, test = data["tokenized"], data["tokenized"]["test"]
+    ckpt_dir = ctx.path("train", "checkpoints")
+    trainer, callback = make_trainer(ctx, data, model, lr, ckpt_dir)
+    last, untrained = starting_point(ctx, trainer, ckpt_dir, test)
     steps_before = 0
     if last is not None:
         import json
