@@ -1,5 +1,5 @@
 """SIGKILL during training, then `--from` resumes from the last checkpoint and ends where an
-uninterrupted run ends. The kills are deterministic: the test-only hook MLX_RECSYS_TEST_SIGKILL
+uninterrupted run ends. The kills are deterministic: the test-only hook MLX_TEST_SIGKILL (mlx_core.faults)
 makes the training process SIGKILL itself at a named instant (no timing race with the clock)."""
 
 import json
@@ -30,7 +30,7 @@ def killed_run(runs: Path, at: str) -> Path:
     cmd = [sys.executable, "-m", "mlx_core", "run", "recsys", "train", "--runs-dir", str(runs), "--device", DEVICE]
     for s in [*TINY, *EPOCHS]:
         cmd += ["--set", s]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MLX_RECSYS_TEST_SIGKILL": at})  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MLX_TEST_SIGKILL": f"recsys:{at}"})  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (run_dir,) = runs.glob("recsys/*")
     m = json.loads((run_dir / "run.json").read_text())  # valid JSON after a hard kill

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,7 +80,8 @@ def wait_for_checkpoint(runs: Path, step: int, proc: subprocess.Popen, timeout: 
 
 @pytest.fixture(scope="session")
 def killed_run(tmp_path_factory) -> dict:
-    """A tiny run through export that is SIGKILLed after its first epoch checkpoint, then finished with --from.
+    """A tiny run through export that is SIGKILLed once its first epoch checkpoint is saved and
+    before that epoch's row is logged, then finished with --from.
 
     Shared by the resume, export and predict tests (one training run for all of them).
     96 train records / batch 16 = 6 steps an epoch; 4 epochs = 24 steps.
@@ -86,12 +89,12 @@ def killed_run(tmp_path_factory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
     cmd = [sys.executable, "-m", "mlx_core", "run", "translation", "export", "--runs-dir", str(runs),
            "--device", device(), *sets(*TINY, "train.epochs=4")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        run_dir = wait_for_checkpoint(runs, 6, proc)
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
+    # the run kills itself at the worst instant on purpose: epoch 1's checkpoint is complete and
+    # its row not yet in run.json (no race between a poll and the training)
+    env = {**os.environ, "MLX_TEST_SIGKILL": "translation:before_log:1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    (run_dir,) = [p.parents[3] for p in runs.glob("translation/*/train/checkpoints/checkpoint-6/trainer_state.json")]
     killed = json.loads((run_dir / "run.json").read_text())  # still valid JSON after a hard kill
     corpus = (run_dir / "data" / "corpus.jsonl").read_bytes()
     resumed = cli("run", "translation", "export", "--from", str(run_dir), "--device", device())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlx_core import ConfigError, atomic_path, atomic_write, atomic_write_json
+from mlx_core.faults import kill_point
 
 from .config import RecsysConfig, check, parse_nnodes
 
@@ -273,7 +274,7 @@ def _train_epoch(
         if advance is not None:
             advance(1)
         if step == 1:
-            _test_kill("mid_epoch", epoch + 1)
+            kill_point(f"recsys:mid_epoch:{epoch + 1}")  # test-only (mlx_core.faults)
     time_end = time.perf_counter()
     dist.all_reduce(loss_sum)
     return loss_sum, {"wall": time_end - t0, "steady": time_end - t1}
@@ -296,7 +297,7 @@ def _end_epoch(
     with atomic_path(_opt_path(run_dir, rank, world, epoch)) as tmp:
         torch.save({"epoch": epoch, "world_size": world, "state": local_optimizer_state(dmp)}, tmp)
     dist.barrier()
-    _test_kill("before_checkpoint", epoch + 1)
+    kill_point(f"recsys:before_checkpoint:{epoch + 1}")  # test-only: shards in, last.pt not
     if rank == 0:
         batch = cfg.data.batch_size
         metrics = evaluate(cfg, state, spec, "val")
@@ -325,20 +326,6 @@ def _end_epoch(
     dist.barrier()
     # every rank's last.pt is now the one for `epoch`: older shard sets are unreachable
     _remove_stale_shards(run_dir, rank, world, epoch)
-
-
-# Test-only: MLX_RECSYS_TEST_SIGKILL="POINT:EPOCH" makes every training process SIGKILL itself at
-# POINT of epoch EPOCH (1-based), so the resume tests hit the instant they mean instead of racing
-# a kill against the clock. POINT is `mid_epoch` (after the epoch's second step) or
-# `before_checkpoint` (the epoch's optimizer shards are written, its last.pt not yet). Not for users.
-KILL_ENV = "MLX_RECSYS_TEST_SIGKILL"
-
-
-def _test_kill(point: str, epoch: int) -> None:
-    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _opt_path(run_dir: Path, rank: int, world: int, epoch: int) -> Path:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlx_core import DataError, RunContext
+from mlx_core.faults import kill_point
 
 from .data import IGNORE, SegData
 
@@ -149,6 +150,7 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
     ev: dict[str, Any] | None = None
     if found:
         history, step, start = _resume(ctx, model, opt, found[-1])
+        _log_checkpointed_epochs(ctx, history)
     else:
         t0 = time.perf_counter()
         ev = evaluate(model, data.val, data.num_classes, device, cfg.batch_size, ctx, "evaluate untrained")
@@ -171,8 +173,9 @@ def train(ctx: RunContext, data: SegData, model: nn.Module) -> nn.Module:
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(),
                  "epoch": epoch, "step": step, "history": history, "rng": torch.get_rng_state()}  # fmt: skip
         save_checkpoint(ctx, state, epoch, cfg.keep_checkpoints)
-        # logged once its checkpoint exists: a run killed in between resumes from the epoch before
-        # and logs this epoch again, never twice
+        kill_point(f"segmentation:before_log:{epoch}")  # test-only (mlx_core.faults)
+        # logged once its checkpoint exists, so no logged epoch lacks one; an epoch checkpointed
+        # but killed before this line is logged by the resume, from the checkpoint's history
         ctx.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr")}, step=epoch)
 
     if ev is None:  # resumed after the last epoch: nothing was evaluated in this invocation
@@ -193,6 +196,16 @@ def _row(epoch: int, train_loss: float | None, ev: dict[str, Any], lr: float, t0
     """One history row: an epoch's losses, validation figures, last learning rate and seconds."""
     return {"epoch": epoch, "train_loss": train_loss, "val_loss": ev["loss"], "val_miou": ev["miou"],
             "val_pixel_acc": ev["pixel_acc"], "lr": lr, "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _log_checkpointed_epochs(ctx: RunContext, history: list[dict[str, Any]]) -> None:
+    """Log the epochs a killed run had checkpointed but not yet logged (the kill landed between
+    the checkpoint and its row): their rows are in the checkpoint's history."""
+    logged = {r.get("step") for r in ctx.manifest.stage("train").get("history", [])}
+    for row in history:
+        if row["epoch"] >= 1 and row["epoch"] not in logged:
+            ctx.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr")},
+                            step=row["epoch"])  # fmt: skip
 
 
 def _resume(

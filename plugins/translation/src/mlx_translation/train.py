@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from mlx_core import StageFailed
+from mlx_core.faults import kill_point
 
 from . import offline
 from .files import quiet_transformers
@@ -82,6 +83,7 @@ def make_callback(ctx, total_epochs: float):
             if self.pending is not None:
                 row, step = self.pending
                 self.pending = None
+                kill_point(f"translation:before_log:{step}")  # test-only (mlx_core.faults)
                 ctx.log_metrics(row, step=step)
 
     return MlxCallback()
@@ -211,6 +213,27 @@ def make_trainer(ctx, data: dict[str, Any], model, lr: float, ckpt_dir):
     return trainer, callback
 
 
+def log_checkpointed_epochs(ctx, checkpoint: str) -> None:
+    """Log the epoch rows a killed run had checkpointed but not yet logged: the Trainer writes a
+    checkpoint before ``on_save`` logs its epoch, so a kill between the two would otherwise leave
+    that epoch out of run.json's history for good (the resumed run starts after it). The rows come
+    from the checkpoint's own ``trainer_state.json``, so they are the values that run measured."""
+    import json
+    from pathlib import Path
+
+    logged = {r.get("step") for r in ctx.manifest.stage("train").get("history", [])}
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    last_loss = None
+    for entry in state.get("log_history", []):
+        if "loss" in entry:
+            last_loss = float(entry["loss"])
+        row = epoch_row(entry, last_loss)
+        step = int(round(entry.get("epoch") or 0))
+        if row is not None and step not in logged:
+            ctx.log_metrics(row, step=step)
+            logged.add(step)
+
+
 def starting_point(ctx, trainer, ckpt_dir, test) -> tuple[str | None, float]:
     """(checkpoint to resume from or None, untrained BLEU): an earlier invocation's when this run
     resumes, else measured now and logged."""
@@ -220,6 +243,7 @@ def starting_point(ctx, trainer, ckpt_dir, test) -> tuple[str | None, float]:
         untrained = float(earlier["bleu_untrained"])
         ctx.log(f"resuming from {last}")
         ctx.record("resumed_from", last)
+        log_checkpointed_epochs(ctx, last)
     else:
         last = None
         with ctx.progress("untrained BLEU", total=None):

@@ -1,0 +1,21 @@
+"""Test-only fault injection: a process kills itself (SIGKILL) at a named instant.
+
+Resume tests must hit the instant they mean (a checkpoint written, its epoch's row not yet in
+``run.json``), not race a kill against the clock. A plugin marks such instants with
+``kill_point("recsys:before_checkpoint:2")``; a test sets ``MLX_TEST_SIGKILL`` to the same
+string and the process dies exactly there, as under a real ``kill -9``. Unset (always, outside
+tests), a kill point costs one environment lookup. Not for users.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "MLX_TEST_SIGKILL"
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process when ``MLX_TEST_SIGKILL`` equals ``name`` (``plugin:point:epoch``)."""
+    if os.environ.get(ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
