@@ -21,6 +21,7 @@ included). A plugin that silently needs a newer core fails there instead of on a
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,11 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).parent
+# Python writes bytecode caches into the sessions' venvs: on images that set PYTHONDONTWRITEBYTECODE
+# (Docker's habit) every one of the hundreds of `mlx run` subprocesses the tests start would
+# otherwise compile torch, transformers and friends from source again (about 2.5 s a torch
+# import on 2 cores). An empty value is "unset" for Python; sessions inherit this environment.
+os.environ["PYTHONDONTWRITEBYTECODE"] = ""
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
