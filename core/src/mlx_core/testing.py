@@ -77,19 +77,17 @@ def check_stage_table(name: str) -> dict[str, Any]:
     the core passes (``ctx``, ``data``, ``model``, ``inputs``; ``n``, ``split`` for examples)."""
     import inspect
 
+    from . import hookspecs
     from .plugins import _accepted
 
-    offered = {
-        "data": ("ctx",), "model": ("ctx", "data"), "train": ("ctx", "data", "model"),
-        "export": ("ctx", "data", "model"), "predict": ("ctx", "inputs"), "examples": ("ctx", "data", "n", "split"),
-    }  # fmt: skip
     rec = load(name)
     reg = Registry()
     found = {}
     for key in rec.info.table if rec.info else {}:
         fn = reg.stage_function(name, key)
         assert fn is not None
-        _accepted(fn, dict.fromkeys(offered[key]), f"{name}: {key}")  # raises PluginError if it wants more
+        offered = inspect.signature(getattr(hookspecs, f"mlx_{key}")).parameters  # what the hook passes
+        _accepted(fn, dict.fromkeys(offered), f"{name}: {key}")  # raises PluginError if it wants more
         found[key] = f"{fn.__module__}.{fn.__qualname__}{inspect.signature(fn)}"
     return found
 
