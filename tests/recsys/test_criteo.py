@@ -77,6 +77,8 @@ def test_day_file_is_parsed_once_into_a_memmap_cache_that_reads_as_the_text(tmp_
     assert C.build(day, schema, "error", tmp_path / "cache", again) == (folder, False) and again.good == 700
     monkeypatch.undo()
     # an edited file (new mtime) or another table size is another cache
+    other = D.Schema(schema.features, schema.columns, [32] * len(schema.rows), schema.sep)
+    assert C.build(day, other, "error", tmp_path / "cache", D.ScanStats())[0] != folder
     os.utime(day, ns=(day.stat().st_atime_ns, day.stat().st_mtime_ns + 10**9))
     assert C.build(day, schema, "error", tmp_path / "cache", D.ScanStats())[0] != folder
 
