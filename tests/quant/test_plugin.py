@@ -78,6 +78,11 @@ def test_int8_with_lora_end_to_end(tmp_path):
     ppl = report["perplexity"]
     assert 1 < ppl["before"] < 1e4 and abs(ppl["after"] - ppl["before"]) / ppl["before"] < 0.05
     assert ppl["after_lora"] is not None
+    gate = manifest["records"]["quant_gate"]["int8"]  # quantization alone, judged by the perplexity gate
+    assert gate["metric"] == "perplexity" and gate["passed"] is True and gate == report["gate"]
+    assert gate["limit_key"] == "gate.max_perplexity_rise" and gate["change"] == pytest.approx(
+        ppl["after"] / ppl["before"] - 1
+    )
     assert report["reload"]["max_abs_logit_diff"] <= 1e-4
     assert (run / "export" / "report.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((run / "export" / "model" / "config.json").read_text())

@@ -38,6 +38,11 @@ def test_quant_export_of_a_finished_run(seg_run, run_inproc, registry, monkeypat
     assert m.data["records"]["source"]["plugin"] == "tinyseg"
     assert m.data["records"]["source_weights"].endswith("epoch-001.pt")
     assert m.data["records"]["trained"] is True
+    gate = m.data["records"]["quant_gate"]  # the default gates passed and say so, per scheme
+    assert {s: (g["metric"], g["passed"], g["limit_key"]) for s, g in gate.items()} == {
+        s: ("mIoU", True, "gate.max_miou_drop") for s in report["schemes"]
+    }
+    assert report["schemes"]["int8_static"]["gate"] == gate["int8_static"]
     kinds = [a["kind"] for a in m.data["artifacts"]]
     assert kinds.count("quantized") == 3 and "chart" in kinds
     # the source run is left untouched
@@ -122,6 +127,11 @@ def test_seq2seq_models_get_torchao_int8_and_a_translation_score(tmp_path):
     assert entry["quantized_linear_layers"] == report["layers"]["linear"] > 0
     assert entry["quality"]["metric"] in ("BLEU", "exact match") and 0 <= entry["quality"]["identical_outputs"] <= 1
     assert (tmp_path / entry["path"]).is_file()
+    assert entry["gate"]["metric"] == entry["quality"]["metric"] and entry["gate"]["limit_key"] in (
+        "quant.max_bleu_drop",
+        "quant.max_accuracy_drop",
+    )
+    assert ctx.manifest.data["records"]["quant_gate"]["int8_dynamic"] == entry["gate"]
     both = ptq.quantize_model(ctx, model, data, ["int8_weight_only", "int8_static"], 4, 1, ("export", "q2"))
     assert list(both["schemes"]) == ["int8_weight_only"]  # static skipped with a note when others remain
     assert any("int8_static" in n for n in ctx.manifest.data["notes"])

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from mlx_core import Section
 
+from .gates import GateConfig, GateFields
+
 Dtype = Literal["float32", "bfloat16", "float16"]
 Scheme = Literal["none", "int8_weight_only", "int8_dynamic", "int8_static"]
 PTQ_SCHEMES: tuple[str, ...] = ("int8_weight_only", "int8_dynamic", "int8_static")
@@ -118,6 +120,7 @@ class QuantConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 def check_model_flags(cfg: ModelConfig) -> None:
@@ -152,7 +155,7 @@ def check_model_path(cfg: ModelConfig) -> None:
         raise DataError(f"model.path {folder} is not a transformers model folder: it has no config.json")
 
 
-class QuantOptions(Section):
+class QuantOptions(GateFields):
     """What a user gives quant when it wraps another plugin's export (``--set quant.scheme=int8_static``)."""
 
     scheme: Scheme = Field("none", description="post-training quantization added to the export (none: off)")

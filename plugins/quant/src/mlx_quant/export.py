@@ -180,6 +180,11 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
         "reload": {"max_abs_logit_diff": diff, "allowed": allowed, "needs_quantization_args": False},
         "models": models,
     }  # fmt: skip
+    from .gates import judge
+
+    # the gate judges quantization alone: the base without adapters against the unquantized model
+    verdict = judge("perplexity", ppl_fp, ppl_q, ctx.config.gate, "gate.")
+    report["gate"] = verdict
     report_path = atomic_write_json(ctx.path("export", "report.json"), report)
     with ctx.atomic_path("export", "report.png") as tmp_png:
         plot_report(report, tmp_png)
@@ -190,6 +195,9 @@ def export(ctx, data, bundle: LMBundle) -> dict[str, Any]:
     if ppl_q_lora is not None:
         metrics["perplexity_after_lora"] = ppl_q_lora
     ctx.log_metrics(metrics)
+    from .gates import enforce
+
+    enforce(ctx, {precision: verdict})
     if not diff <= allowed:
         raise StageFailed(
             f"the reloaded model differs from the in-memory one: max |logit diff| {diff:.3g} > {allowed:g}"

@@ -261,7 +261,8 @@ def _bleu(hyps: list[str], refs: list[str]) -> tuple[str, float]:
     return "BLEU", float(sacrebleu.corpus_bleu(hyps, [refs]).score)
 
 
-def quantize_seq2seq(ctx, model: nn.Module, data: Any, schemes: list[str], n_eval: int, sub: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+def quantize_seq2seq(ctx, model: nn.Module, data: Any, schemes: list[str], n_eval: int, sub: tuple[str, ...],
+                     gate: Any, gate_prefix: str) -> dict[str, Any]:  # fmt: skip
     """torchao int8 of an encoder-decoder's Linear layers; quality = BLEU of greedy translations."""
     if "int8_static" in schemes and len(schemes) > 1:  # e.g. source.schemes left at its default (all three)
         ctx.note(f"int8_static (PT2E -> ExecuTorch) skipped: {type(model).__name__} is a seq2seq model that "
@@ -317,19 +318,27 @@ def quantize_seq2seq(ctx, model: nn.Module, data: Any, schemes: list[str], n_eva
         )
         ctx.log_metrics({f"{scheme}_size_ratio": entry["size_ratio"], f"{scheme}_{metric}_delta": q_score - fp_score,
                          f"{scheme}_identical_outputs": entry["quality"]["identical_outputs"]})  # fmt: skip
+    from .gates import enforce, judge_report
+
+    verdicts = judge_report(report, gate, gate_prefix)
     path = atomic_write_json(ctx.path(*sub, "quant_report.json"), report)
     ctx.add_artifact(path, kind="report", plugin="quant")
+    enforce(ctx, verdicts)  # after the report is written: a failed gate leaves its evidence
     return report
 
 
 # --- one call for both entry points --------------------------------------------------------------
 def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib: int, n_eval: int, sub: tuple[str, ...],
-                   fp32_pte: Path | None = None, source_ctx: Any = None) -> dict[str, Any]:  # fmt: skip
+                   fp32_pte: Path | None = None, source_ctx: Any = None, gate: Any = None,
+                   gate_prefix: str = "quant.") -> dict[str, Any]:  # fmt: skip
     """Quantize ``model`` with each scheme; write artifacts under ``ctx.path(*sub)``, register them,
     and return the report (size ratio and quality delta per scheme). ``source_ctx`` is the domain
     plugin's context when it is not ``ctx`` (a ``source.run``): its examples are asked of it."""
+    from .gates import GateFields
+
+    gate = gate if gate is not None else GateFields()
     if is_seq2seq(model):
-        return quantize_seq2seq(ctx, model, data, schemes, n_eval, sub)
+        return quantize_seq2seq(ctx, model, data, schemes, n_eval, sub, gate, gate_prefix)
     net = TensorOutput(copy.deepcopy(model).cpu().float().eval()).eval()
     contiguous_(net)
     calib = examples(source_ctx or ctx, data, n_calib, "calibration")
@@ -409,8 +418,12 @@ def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib
         ctx.log_metrics(metrics)
         if not np.isfinite(q_metric["max_abs_diff"]):
             raise StageFailed(f"quant {scheme}: the quantized model produced non-finite outputs")
+    from .gates import enforce, judge_report
+
+    verdicts = judge_report(report, gate, gate_prefix)
     path = atomic_write_json(ctx.path(*sub, "quant_report.json"), report)
     ctx.add_artifact(path, kind="report", plugin="quant")
+    enforce(ctx, verdicts)  # after the report is written: a failed gate leaves its evidence
     return report
 
 
@@ -442,6 +455,6 @@ def quantize_into_export(ctx, data: Any, model: nn.Module, opts: Any) -> dict[st
     model = require_torch_module(model, ctx.plugin)
     ctx.log(f"[quant] post-training {opts.scheme} of {ctx.plugin}'s model")
     report = quantize_model(ctx, model, data, [opts.scheme], opts.calibration_batches, opts.eval_examples,
-                            ("export", "quant"), fp32_pte=domain_fp32_pte(ctx))  # fmt: skip
+                            ("export", "quant"), fp32_pte=domain_fp32_pte(ctx), gate=opts)  # fmt: skip
     ctx.record("quant", {"scheme": opts.scheme, **report["schemes"][opts.scheme]})
     return report["schemes"][opts.scheme]

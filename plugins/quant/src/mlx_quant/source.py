@@ -137,7 +137,8 @@ def export_source(ctx, src: SourceRun, model: Any) -> dict[str, Any]:
             fp32 = src.run_dir / a["path"]
             break
     report = quantize_model(ctx, model, src.data, list(cfg.schemes), cfg.calibration_batches, cfg.eval_examples,
-                            ("export",), fp32_pte=fp32, source_ctx=src.ctx)  # fmt: skip
+                            ("export",), fp32_pte=fp32, source_ctx=src.ctx, gate=ctx.config.gate,
+                            gate_prefix="gate.")  # fmt: skip
     report["source"] = {"run": str(src.run_dir), "plugin": src.plugin}
     from .report import plot_ptq
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mlx_core import ConfigError, Section
 
@@ -69,6 +69,14 @@ class DataConfig(Section):
     multi_value_sep: str = Field(
         ",", min_length=1, max_length=1, description="separates several hex ids in one categorical cell"
     )
+    cache: bool = Field(
+        True,
+        description="parse the TSV once into memory-mapped arrays that every epoch and rank reads (false: re-parse)",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="where parsed caches live (keyed by file size, mtime and header hash); None: the run's data/cache",
+    )
 
     @field_validator("categorical_names")
     @classmethod
@@ -90,6 +98,27 @@ class ModelConfig(Section):
     over_arch: list[int] = Field(
         default_factory=lambda: [128, 64], description="hidden sizes of the DLRM over MLP (1 logit is appended)"
     )
+    preset: Literal["custom", "criteo"] = Field(
+        "custom",
+        description="criteo: one table t_C1..t_C26 per categorical column C1..C26 (sets model.tables and "
+        "data.categorical_names; sizes from table_rows / table_dim); custom: model.tables as given",
+    )
+    table_rows: int | list[int] = Field(
+        100_000, description="criteo preset: rows of each table (ids hashed modulo), one number or 26"
+    )
+    table_dim: int = Field(
+        16, ge=4, le=4096, multiple_of=4, description="criteo preset: embedding width of every table"
+    )
+
+    @field_validator("table_rows")
+    @classmethod
+    def _rows(cls, v: int | list[int]) -> int | list[int]:
+        rows = [v] if isinstance(v, int) else v
+        if not isinstance(v, int) and len(v) != N_CATEGORICAL:
+            raise ValueError(f"expected one number or {N_CATEGORICAL} (one per C1..C26), got {len(v)}")
+        if any(r < 1 for r in rows):
+            raise ValueError("table sizes must be at least 1")
+        return v
 
 
 class TrainConfig(Section):
@@ -137,6 +166,15 @@ class RecsysConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="train stage")
     export: ExportConfig = Field(default_factory=ExportConfig, description="export stage")
     predict: PredictConfig = Field(default_factory=PredictConfig, description="predict command")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _criteo_preset(cls, data: object) -> object:
+        """``model.preset=criteo`` expands into the 26 tables and the C1..C26 column names before
+        validation, so run.json records the tables actually built."""
+        from .criteo import apply_preset
+
+        return apply_preset(data)
 
 
 def check(cfg: RecsysConfig) -> None:

@@ -203,6 +203,12 @@ def train_batches(spec: dict[str, Any], batch_size: int, rank: int = 0, world: i
     Every rank yields the same number of batches (the last partial global batch is dropped),
     which the sharded model's collectives need.
     """
+    if spec.get("cache"):  # the parsed arrays (cache.py): no text parsing per epoch
+        from .cache import CachedLog
+        from .cache import train_batches as cached
+
+        yield from cached(CachedLog.open(spec["cache"]), _period(spec["val_fraction"]), batch_size, rank, world)
+        return
     features = spec["schema"]["features"]
     buf: list[Example] = []
     for ex in iter_split(spec, "train"):
@@ -213,6 +219,12 @@ def train_batches(spec: dict[str, Any], batch_size: int, rank: int = 0, world: i
 
 
 def eval_batches(spec: dict[str, Any], batch_size: int, split: str = "val") -> Iterator[tuple]:
+    if spec.get("cache"):
+        from .cache import CachedLog
+        from .cache import eval_batches as cached
+
+        yield from cached(CachedLog.open(spec["cache"]), _period(spec["val_fraction"]), batch_size, split)
+        return
     features = spec["schema"]["features"]
     buf: list[Example] = []
     for ex in iter_split(spec, split):
@@ -245,10 +257,14 @@ def prepare(ctx: Any) -> dict[str, Any]:
         ctx.add_artifact(path, kind="dataset", format="criteo-tsv", generated=True, **facts)
         ctx.note("data: generated click log (power-law popularity, hidden user/product preferences)")
     stats = ScanStats()
-    with ctx.progress(f"scanning {path.name}") as advance:
-        for _ in read_tsv(path, schema, cfg.data.on_bad_line, stats):
-            if stats.good % 1000 == 0:
-                advance(1000)
+    cache_folder = None
+    if cfg.data.cache:
+        cache_folder = _build_cache(ctx, path, schema, stats)
+    else:
+        with ctx.progress(f"scanning {path.name}") as advance:
+            for _ in read_tsv(path, schema, cfg.data.on_bad_line, stats):
+                if stats.good % 1000 == 0:
+                    advance(1000)
     if stats.good == 0:
         raise DataError(f"{path}: no usable examples ({stats.lines} lines)")
     n_train, n_val = split_counts(stats.good, cfg.data.val_fraction)
@@ -271,4 +287,18 @@ def prepare(ctx: Any) -> dict[str, Any]:
         "val_fraction": cfg.data.val_fraction,
         "n_train": n_train,
         "n_val": n_val,
+        "cache": str(cache_folder) if cache_folder else None,
     }
+
+
+def _build_cache(ctx: Any, path: Path, schema: Schema, stats: ScanStats) -> Path:
+    """Parse ``path`` once into the memory-mapped cache (cache.py), or find it already parsed."""
+    from .cache import build
+
+    cfg = ctx.config.data
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else ctx.path("data", "cache")
+    with ctx.progress(f"parsing {path.name} into {root}") as advance:
+        folder, built = build(path, schema, cfg.on_bad_line, root, stats, advance)
+    ctx.log(f"[data] {'parsed' if built else 'reusing the parsed cache of'} {path.name}: {folder}")
+    ctx.record("data_cache", {"folder": str(folder), "built": built, "examples": stats.good})
+    return folder

@@ -19,6 +19,12 @@ class DataConfig(Section):
         description="a Pascal VOC-format folder (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/); "
         "none: generate a sample dataset in that layout inside the run",
     )
+    layout: Literal["voc", "sbd", "aug"] = Field(
+        "voc",
+        description="voc: VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/); sbd: SBD's dataset/ "
+        "(img/*.jpg, cls/*.mat, train.txt, val.txt); aug: SegmentationClassAug/*.png beside VOC's JPEGImages/ "
+        "(split train_aug)",
+    )
     train_split: str = Field(
         "train", min_length=1, description="split file (ImageSets/Segmentation/NAME.txt) to train on"
     )

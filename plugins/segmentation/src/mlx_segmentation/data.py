@@ -55,6 +55,10 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 def load_mask(path: Path, num_classes: int) -> np.ndarray:
     """Class ids (uint8 HxW) from a palette/grayscale PNG; refuses ids >= num_classes other than 255."""
+    if Path(path).suffix.lower() == ".mat":  # SBD's cls/<id>.mat (data.layout=sbd)
+        from .layouts import load_mat_mask
+
+        return load_mat_mask(Path(path), num_classes)
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L"):
@@ -101,17 +105,23 @@ class Sample:
     mask: Path
 
 
-def index_split(root: Path, split: str, num_classes: int) -> list[Sample]:
-    """Every sample of a split, checked: image and mask exist, masks hold only valid ids."""
+def index_split(root: Path, split: str, num_classes: int, layout: str = "voc") -> list[Sample]:
+    """Every sample of a split, checked: image and mask exist, masks hold only valid ids
+    (``layout``: ``voc``, or SBD / SegmentationClassAug, see ``layouts.py``)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a directory")
+    if layout != "voc":
+        from .layouts import pairs
+
+        found = pairs(root, layout, split)
+    else:
+        found = [(sid, root / "JPEGImages" / f"{sid}.jpg", root / "SegmentationClass" / f"{sid}.png")
+                 for sid in read_split(root, split)]  # fmt: skip
     samples = []
-    for sid in read_split(root, split):
-        image = root / "JPEGImages" / f"{sid}.jpg"
+    for sid, image, mask in found:
         if not image.is_file():
             raise DataError(f"id {sid!r} in split {split!r} has no image: {image} does not exist")
-        mask = root / "SegmentationClass" / f"{sid}.png"
         if not mask.is_file():
             raise DataError(f"id {sid!r} in split {split!r} has no mask: {mask} does not exist")
         load_mask(mask, num_classes)
@@ -163,10 +173,11 @@ class VOCSegmentation:
     """A torch-style dataset (``len`` and ``[i]`` -> (3xHxW float32, HxW int64)) over a VOC split."""
 
     def __init__(self, root: Path, split: str, num_classes: int, size: int, train: bool = False,
-                 scale: tuple[float, float] = (0.75, 1.25), hflip: bool = True, seed: int = 0):  # fmt: skip
+                 scale: tuple[float, float] = (0.75, 1.25), hflip: bool = True, seed: int = 0,
+                 layout: str = "voc"):  # fmt: skip
         self.root, self.split, self.num_classes, self.size = Path(root), split, num_classes, size
         self.train, self.scale, self.hflip, self.seed = train, scale, hflip, seed
-        self.samples = index_split(self.root, split, num_classes)
+        self.samples = index_split(self.root, split, num_classes, layout)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -220,7 +231,11 @@ def build_data(ctx) -> SegData:
             )
     else:
         root = Path(cfg.root).expanduser()
-    common = {"num_classes": num_classes, "size": cfg.image_size, "seed": ctx.seed}
+    if generated and cfg.layout != "voc":
+        from mlx_core import ConfigError
+
+        raise ConfigError(f"data.layout={cfg.layout} reads a downloaded dataset: set data.root (the sample is VOC)")
+    common = {"num_classes": num_classes, "size": cfg.image_size, "seed": ctx.seed, "layout": cfg.layout}
     scale = (min(cfg.scale_min, cfg.scale_max), max(cfg.scale_min, cfg.scale_max))
     train = VOCSegmentation(root, cfg.train_split, train=True, scale=scale, hflip=cfg.hflip, **common)
     val = VOCSegmentation(root, cfg.val_split, **common)
@@ -229,7 +244,8 @@ def build_data(ctx) -> SegData:
         for s in ds.samples:
             load_image(s.image)
     ctx.log_metrics({"train_images": len(train), "val_images": len(val)})
-    ctx.record("data", {"root": str(root), "generated": generated, "train": len(train), "val": len(val)})
+    ctx.record("data", {"root": str(root), "layout": cfg.layout, "generated": generated, "train": len(train),
+                        "val": len(val)})  # fmt: skip
     if generated:
         ctx.add_artifact(root / "ImageSets" / "Segmentation" / "train.txt", kind="dataset", images=len(train))
         ctx.add_artifact(root / "ImageSets" / "Segmentation" / "val.txt", kind="dataset", images=len(val))
