@@ -14,8 +14,9 @@ from mlx_core import Section
 class DataConfig(Section):
     path: str | None = Field(
         None,
-        description="an image folder in the Flowers-102 layout (train/<class>/*.jpg, valid/<class>/*.jpg, "
-        "optional cat_to_name.json); default: a generated sample written in that layout",
+        description="Flowers-102 as downloaded (jpg/, imagelabels.mat, setid.mat: trnid/valid) or as image "
+        "folders (train/<class>/*.jpg, valid/<class>/*.jpg); optional cat_to_name.json; default: a generated "
+        "sample in the image-folder layout",
     )
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to image_size x image_size")
     sample_classes: int = Field(4, ge=2, le=102, description="classes of the generated sample")
