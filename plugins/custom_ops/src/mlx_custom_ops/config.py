@@ -38,6 +38,16 @@ class ModelConfig(Section):
     stem_kernel_size: int = Field(3, ge=1, le=63, description="involution kernel size in the stem (odd)")
     group_channels: int = Field(16, ge=1, le=1024, description="channels per involution group (G = C / group_channels)")
     reduction: int = Field(4, ge=1, le=64, description="channel reduction of the kernel generator")
+    downsample: Literal["avgpool", "conv"] = Field(
+        "avgpool",
+        description="shortcut of a strided block: average pool + 1x1 conv, or a strided 1x1 conv as in the "
+        "involution authors' released RedNet checkpoints (mmcls avg_down=False)",
+    )
+    weights: str | None = Field(
+        None,
+        description="RedNet weights to load (either backend): the involution authors' released mmcls checkpoint "
+        "(state_dict with backbone./head. keys; needs model.downsample=conv) or a torch RedNet state dict",
+    )
 
 
 class TrainConfig(Section):
