@@ -77,8 +77,14 @@ class CustomOpsConfig(Section):
 
 
 class CustomOpsOptions(Section):
-    """``--set custom_ops.involution=custom`` on any plugin's run."""
+    """``--set custom_ops.involution=custom`` / ``custom_ops.swap=backbone.3x3`` on any plugin's run."""
 
     involution: Literal["keep", "composite", "custom"] = Field(
         "keep", description="swap every Involution layer of the run's model to this implementation"
+    )
+    swap: Literal["none", "backbone.3x3"] = Field(
+        "none",
+        description="backbone.3x3: replace the 3x3 stride-1 convolutions (plain or depthwise, same channels in "
+        "and out) under the run's torch model's 'backbone' with Involution layers (impl: custom_ops.involution, "
+        "composite when keep)",
     )
