@@ -173,17 +173,22 @@ def test_bad_weight_files_are_one_line_errors(tmp_path):
 
 
 def test_model_stage_records_the_load_report(tmp_path):
-    from mlx_custom_ops.sample import write_sample
+    import types
+
+    from mlx_custom_ops.config import CustomOpsConfig
+    from mlx_custom_ops.model import build
 
     from mlx_core.runs import Manifest
-    from mlx_core.testing import run_dir_of, stage_process
+    from mlx_core.testing import stage_context
 
     released_checkpoint(tmp_path / "rednet26.pth")
-    root = write_sample(tmp_path / "flowers", classes=3, per_class=4, valid_per_class=2, size=32, seed=1)
-    sets = [f"data.path={root}", "model.backend=torch", "model.impl=composite", f"model.width={WIDTH}",
-            f"model.stem_channels={STEM}", "model.group_channels=16", "model.downsample=conv",
-            f"model.weights={tmp_path / 'rednet26.pth'}"]  # fmt: skip
-    m = Manifest.load(run_dir_of(stage_process("custom_ops", "model", tmp_path / "runs", sets, device="cpu")))
-    w = m.data["records"]["weights"]
+    cfg = CustomOpsConfig.model_validate({"model": {
+        "backend": "torch", "impl": "composite", "width": WIDTH, "stem_channels": STEM, "group_channels": 16,
+        "downsample": "conv", "weights": str(tmp_path / "rednet26.pth")}})  # fmt: skip
+    ctx = stage_context(tmp_path / "run", "custom_ops", cfg, stage="model")
+    build(ctx, types.SimpleNamespace(num_classes=3))
+    records = Manifest.load(tmp_path / "run").data["records"]
+    w = records["weights"]
     assert (w["layout"], w["left_random_names"]) == ("mmcls", ["fc.bias", "fc.weight"]), json.dumps(w)[:400]
-    assert m.data["records"]["trained"] is False
+    assert w["loaded"] == len(ours("torch").state_dict()) - 2
+    assert records["trained"] is False
