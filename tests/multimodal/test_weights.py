@@ -151,3 +151,24 @@ def test_model_stage_records_the_load_report(tmp_path):
     assert records["weights"]["layout"] == "mlx" and records["weights"]["left_random"] == 0
     assert records["weights"]["loaded"] == len(tiny().state_dict())
     assert records["trained"] is True
+
+
+def test_hugging_face_sharded_folder_and_single_file(tmp_path):
+    from safetensors.torch import save_file
+    from transformers import FlavaModel
+
+    state = {k: v.contiguous() for k, v in FlavaModel(hf_config()).state_dict().items()}
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(folder / name))
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert load_flava_weights(tiny(), folder)["loaded"] == len(state) - 1  # all but logit_scale
+    save_file(state, str(tmp_path / "flava.safetensors"))
+    assert load_flava_weights(tiny(), tmp_path / "flava.safetensors")["loaded"] == len(state) - 1
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(DataError, match="model-00002-of-00002.safetensors: missing shard named by"):
+        load_flava_weights(tiny(), folder)
