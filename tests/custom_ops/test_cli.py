@@ -38,6 +38,7 @@ def test_paddle_custom_end_to_end_and_resume(tmp_path):
     assert m.data["records"]["trained"] is True
     exp = m.data["records"]["export"]
     assert exp["format"] == "paddle-inference" and exp["custom_op"] and exp["fresh_process"]
+    assert exp["program_involution_ops"] == 9  # read from export/model.json: RedNet-26's stem + 8 bottlenecks
     assert exp["max_abs_diff"] <= 1e-4
     kinds = {a["kind"] for a in m.artifacts()}
     assert {"dataset", "checkpoint", "plot", "paddle-inference-model"} <= kinds

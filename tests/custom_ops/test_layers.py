@@ -178,3 +178,30 @@ def test_swap_reaches_paddle_layers(paddle_op):
     net = paddle.nn.Sequential(P.Involution(16, kernel_size=3), paddle.nn.ReLU())
     assert swap_involution({"model": net}, "custom") == 1
     assert net[0].impl == "custom"
+
+
+def test_backbone_swap_replaces_only_same_shape_3x3_convolutions():
+    from mlx_custom_ops.swap import swap_backbone_convs
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(
+                nn.Conv2d(3, 16, 3, 2, 1),  # stride 2, 3 -> 16: kept
+                nn.Conv2d(16, 16, 3, 1, 1, groups=16),  # depthwise: swapped
+                nn.Conv2d(16, 16, 3, 1, 2, dilation=2),  # dilated: kept
+                nn.Conv2d(16, 16, 1),  # 1x1: kept
+                nn.Conv2d(16, 24, 3, 1, 1),  # 16 -> 24: kept
+                nn.Conv2d(24, 24, 3, 1, 1, bias=False),  # plain 3x3, 24 channels (groups of 8): swapped
+            )
+            self.head = nn.Conv2d(24, 24, 3, 1, 1)  # not under backbone: kept
+
+        def forward(self, x):
+            return self.head(self.backbone(x))
+
+    net = Net()
+    assert swap_backbone_convs({"model": net}, "composite") == ["backbone.1", "backbone.5"]
+    assert isinstance(net.backbone[1], T.Involution) and net.backbone[5].groups == 3
+    assert isinstance(net.head, torch.nn.Conv2d) and isinstance(net.backbone[0], torch.nn.Conv2d)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 24, 8, 8)

@@ -53,7 +53,8 @@ def test_textvqa_json_with_data_field_and_image_id(tmp_path, colour_records):
             {"image_id": "blue", "question": "what color?", "answers": ["blue"] * 9 + ["red"]}]  # fmt: skip
     (tmp_path / "train.json").write_text(json.dumps({"dataset_name": "textvqa", "data": rows}))
     got = D.load_split(tmp_path, tmp_path / "train.json", 16, "error", collections.Counter(), {})
-    assert [a for _, _, a in got] == ["red", "blue"]
+    assert [r[2] for r in got] == ["red", "blue"]
+    assert got[1][3] == ["blue"] * 9 + ["red"]  # every given answer, for the VQA accuracy
     assert got[0][0].size == (20, 20)
 
 

@@ -319,11 +319,12 @@ def test_images_decode_to_the_named_file_or_are_named_as_bad(case):
             return
     assert len(rows) + counts["skipped_bad_image"] == len(kinds)
     assert bad_image == "skip" or counts["skipped_bad_image"] == 0
-    kept = [int(q.split(" ", 1)[0][1:]) for _, q, _ in rows]
+    kept = [int(q.split(" ", 1)[0][1:]) for _, q, _, _ in rows]
     assert kept == sorted(set(kept))  # in record order, each record at most once
     assert {i for i, kind in enumerate(kinds) if IMAGE_KINDS[kind] is True} <= set(kept)
     assert not {i for i, kind in enumerate(kinds) if IMAGE_KINDS[kind] is False} & set(kept)
-    for (img, q, a), i in zip(rows, kept, strict=True):
+    for (img, q, a, all_answers), i in zip(rows, kept, strict=True):
+        assert all_answers == [D.normalize_answer(x) for x in answers[i]]
         assert q == records[i]["question"].strip()
         norm = collections.Counter(D.normalize_answer(x) for x in answers[i])
         assert norm[a] == max(norm.values()), (a, norm)  # a most frequent answer, normalised

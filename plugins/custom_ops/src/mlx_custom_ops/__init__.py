@@ -36,12 +36,23 @@ def mlx_plugin():
 
 @hookimpl(wrapper=True)
 def mlx_model(ctx, data):
-    """Cross-cutting: swaps the Involution layers of any plugin's model to the implementation
-    the user asked for (``--set custom_ops.involution=cpp``); this plugin's own RedNet is built by
+    """Cross-cutting: replaces the 3x3 convolutions of any plugin's torch backbone with Involution
+    (``--set custom_ops.swap=backbone.3x3``) and swaps the Involution layers of any plugin's model to
+    the implementation the user asked for (``--set custom_ops.involution=custom``); this plugin's own RedNet is built by
     its stage table's ``model`` entry, inside this wrapper like any other plugin's model."""
     model = yield
     opts = ctx.options(NAME)
-    if model is None or opts is None or opts.involution == "keep":
+    if model is None or opts is None:
+        return model
+    if opts.swap == "backbone.3x3":
+        from .swap import swap_backbone_convs
+
+        impl = "composite" if opts.involution == "keep" else opts.involution
+        names = swap_backbone_convs(model, impl)
+        ctx.record("custom_ops.swap", {"target": opts.swap, "impl": impl, "layers_swapped": len(names),
+                                       "layers": names})  # fmt: skip
+        ctx.note(f"custom_ops: {len(names)} backbone 3x3 convolution(s) replaced by Involution (impl={impl})")
+    if opts.involution == "keep":
         return model
     from .swap import swap_involution
 

@@ -14,8 +14,9 @@ from mlx_core import Section
 class DataConfig(Section):
     path: str | None = Field(
         None,
-        description="an image folder in the Flowers-102 layout (train/<class>/*.jpg, valid/<class>/*.jpg, "
-        "optional cat_to_name.json); default: a generated sample written in that layout",
+        description="Flowers-102 as downloaded (jpg/, imagelabels.mat, setid.mat: trnid/valid) or as image "
+        "folders (train/<class>/*.jpg, valid/<class>/*.jpg); optional cat_to_name.json; default: a generated "
+        "sample in the image-folder layout",
     )
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to image_size x image_size")
     sample_classes: int = Field(4, ge=2, le=102, description="classes of the generated sample")
@@ -37,6 +38,16 @@ class ModelConfig(Section):
     stem_kernel_size: int = Field(3, ge=1, le=63, description="involution kernel size in the stem (odd)")
     group_channels: int = Field(16, ge=1, le=1024, description="channels per involution group (G = C / group_channels)")
     reduction: int = Field(4, ge=1, le=64, description="channel reduction of the kernel generator")
+    downsample: Literal["avgpool", "conv"] = Field(
+        "avgpool",
+        description="shortcut of a strided block: average pool + 1x1 conv, or a strided 1x1 conv as in the "
+        "involution authors' released RedNet checkpoints (mmcls avg_down=False)",
+    )
+    weights: str | None = Field(
+        None,
+        description="RedNet weights to load (either backend): the involution authors' released mmcls checkpoint "
+        "(state_dict with backbone./head. keys; needs model.downsample=conv) or a torch RedNet state dict",
+    )
 
 
 class TrainConfig(Section):
@@ -66,8 +77,14 @@ class CustomOpsConfig(Section):
 
 
 class CustomOpsOptions(Section):
-    """``--set custom_ops.involution=custom`` on any plugin's run."""
+    """``--set custom_ops.involution=custom`` / ``custom_ops.swap=backbone.3x3`` on any plugin's run."""
 
     involution: Literal["keep", "composite", "custom"] = Field(
         "keep", description="swap every Involution layer of the run's model to this implementation"
+    )
+    swap: Literal["none", "backbone.3x3"] = Field(
+        "none",
+        description="backbone.3x3: replace the 3x3 stride-1 convolutions (plain or depthwise, same channels in "
+        "and out) under the run's torch model's 'backbone' with Involution layers (impl: custom_ops.involution, "
+        "composite when keep)",
     )

@@ -1,6 +1,7 @@
-"""Image-folder classification data in the Flowers-102 layout: the reader and the data stage.
+"""Image classification data in either Flowers-102 layout: the readers and the data stage.
 
-Layout (as the widely used Flowers-102 image-folder release)::
+The official release (``jpg/``, ``imagelabels.mat``, ``setid.mat``) is read by ``flowers.py``;
+the widely used image-folder release by ``read_folder`` here::
 
     root/train/<class>/*.jpg        root/valid/<class>/*.jpg        root/cat_to_name.json (optional)
 
@@ -63,10 +64,49 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(names, key=lambda n: (0, int(n), n) if n.isdecimal() else (1, 0, n))
 
 
-def read_folder(root: str | Path, image_size: int) -> ImageData:
+def read_image(f: Path, image_size: int) -> np.ndarray:
+    """One image as uint8 [S, S, 3]; a one-line ``DataError`` naming the file otherwise."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(f) as im:
+            return np.asarray(im.convert("RGB").resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image {f} is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {f}: {exc}") from None
+
+
+def _names(root: Path, classes: list[str]) -> list[str]:
+    """Readable class names from the optional ``cat_to_name.json``, else the class names themselves."""
+    mapping = root / "cat_to_name.json"
+    if not mapping.is_file():
+        return list(classes)
+    try:
+        table = json.loads(mapping.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(f"{mapping} is not valid JSON: {exc}") from None
+    if not isinstance(table, dict):
+        raise DataError(f"{mapping} holds a JSON {type(table).__name__}; expected an object of class folder -> name")
+    return [str(table.get(c, c)) for c in classes]
+
+
+def layout_of(root: str | Path) -> str:
+    """``flowers102-official`` (jpg/ + .mat files) or ``flowers102-image-folder``."""
+    from .flowers import is_official
+
+    return "flowers102-official" if is_official(Path(root)) else "flowers102-image-folder"
+
+
+def read_folder(root: str | Path, image_size: int) -> ImageData:
+    """Either Flowers-102 layout: the official one (``flowers.py``) or class folders per split."""
     root = Path(root)
+    if root.is_dir() and layout_of(root) == "flowers102-official":
+        from .flowers import read_official
+
+        classes, parts = read_official(root, image_size, read_image)
+        splits = {k: Split(*v) for k, v in parts.items()}
+        return ImageData(root, classes, _names(root, classes), splits["train"], splits["valid"], image_size)
     if not root.is_dir():
         raise DataError(
             f"data.path {str(root)!r} is not a directory (expected train/<class>/*.jpg and valid/<class>/*.jpg)"
@@ -82,18 +122,7 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
     extra = set(_class_dirs(root / "valid")) - set(classes)
     if extra:
         raise DataError(f"{root / 'valid'} has class folder(s) {sorted(extra)} that train/ does not have")
-    names = list(classes)
-    mapping = root / "cat_to_name.json"
-    if mapping.is_file():
-        try:
-            table = json.loads(mapping.read_text())
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise DataError(f"{mapping} is not valid JSON: {exc}") from None
-        if not isinstance(table, dict):
-            raise DataError(
-                f"{mapping} holds a JSON {type(table).__name__}; expected an object of class folder -> name"
-            )
-        names = [str(table.get(c, c)) for c in classes]
+    names = _names(root, classes)
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split in SPLITS:
@@ -105,12 +134,7 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
             for f in sorted(folder.iterdir()):
                 if f.suffix.lower() not in EXTENSIONS:
                     continue
-                try:
-                    with Image.open(f) as im:
-                        im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                        images.append(np.asarray(im, dtype=np.uint8))
-                except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-                    raise DataError(f"cannot read image {f}: {exc}") from None
+                images.append(read_image(f, image_size))
                 labels.append(index[c])
                 files.append(str(f.relative_to(root)))
         if not images:
@@ -126,7 +150,7 @@ def build(ctx) -> ImageData:
         ctx.log(
             f"read {len(data.train)} train / {len(data.valid)} valid images of {data.num_classes} classes from {cfg.path}"
         )
-        ctx.record("data", {"path": str(cfg.path), "layout": "flowers102-image-folder"})
+        ctx.record("data", {"path": str(cfg.path), "layout": layout_of(cfg.path)})
         _metrics(ctx, data)
         return data
     root = ctx.path("data", "sample")

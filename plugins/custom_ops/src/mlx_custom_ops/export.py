@@ -84,6 +84,7 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
     with ctx.atomic_dir("export") as tmp_dir:
         paddle.jit.save(static, str(tmp_dir / "model"))
     prefix = out_dir / "model"
+    in_program = _check_program(prefix, net, custom)
     with ctx.atomic_path("export", "parity_inputs.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, x)
     with ctx.atomic_path("export", "parity_outputs.npy") as outputs:
@@ -106,8 +107,23 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
         ctx.note(
             f"the inference model uses the custom operator 'involution': load {op_library} before creating the predictor"
         )
-    return {"format": "paddle-inference", "prefix": str(prefix.relative_to(ctx.run_dir)), "custom_op": custom,
+    return {"format": "paddle-inference", "prefix": str(prefix.relative_to(ctx.run_dir)), "custom_op": in_program > 0,
+            "program_involution_ops": in_program,
             "op_library": op_library, "fresh_process": True, "max_abs_diff": diff, "images": len(x)}  # fmt: skip
+
+
+def _check_program(prefix: Path, net, custom: bool) -> int:
+    """How many ``involution`` custom operators the saved program holds (read from the file, see
+    ``program_ops.py``): one per Involution layer with ``impl=custom``, none otherwise."""
+    from .paddle_ops import Involution
+    from .program_ops import program_ops
+
+    n = program_ops(prefix).get("involution", 0)
+    layers = sum(isinstance(layer, Involution) for layer in net.sublayers())
+    if n != (layers if custom else 0):
+        raise StageFailed(f"the saved program {prefix}.json holds {n} 'involution' custom op(s), expected "
+                          f"{layers if custom else 0} (model.impl={'custom' if custom else 'composite'})")  # fmt: skip
+    return n
 
 
 def _torch(ctx, net, x: np.ndarray) -> dict:

@@ -17,7 +17,7 @@ def make(backend: str, num_classes: int, **kw):
 
 def layer_kwargs(cfg) -> dict:
     return {k: getattr(cfg, k) for k in ("depth", "width", "stem_channels", "kernel_size", "stem_kernel_size",
-                                         "group_channels", "reduction", "impl")}  # fmt: skip
+                                         "group_channels", "reduction", "impl", "downsample")}  # fmt: skip
 
 
 def probe(net, backend: str, image_size: int, device: str = "cpu") -> None:
@@ -84,7 +84,16 @@ def build(ctx, data):
     params = sum(int(p.numel()) for p in net.parameters() if not getattr(p, "stop_gradient", not p.requires_grad))
     ctx.log_metrics({"parameters": params})
     ctx.record("model", {"arch": f"RedNet-{cfg.depth}", "backend": cfg.backend, "impl": cfg.impl, "parameters": params})
-    ctx.record("trained", False)
+    trained = False
+    if cfg.weights:  # the authors' released RedNet or one of ours, mapped by name (weights.py)
+        from .weights import load_rednet_weights
+
+        report = load_rednet_weights(net, cfg.weights, cfg.backend, cfg.downsample)
+        ctx.record("weights", report)
+        ctx.note(f"model.weights ({report['layout']}): {report['loaded']} tensors loaded, {report['skipped']} "
+                 f"skipped, {report['left_random']} left random")  # fmt: skip
+        trained = report["left_random"] == 0
+    ctx.record("trained", trained)
     return net
 
 

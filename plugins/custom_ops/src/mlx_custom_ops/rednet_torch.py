@@ -19,7 +19,7 @@ def conv_bn(cin: int, cout: int, k: int, stride: int = 1, relu: bool = True, zer
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, cin: int, planes: int, stride: int, inv: dict) -> None:
+    def __init__(self, cin: int, planes: int, stride: int, inv: dict, downsample: str = "avgpool") -> None:
         super().__init__()
         cout = planes * EXPANSION
         self.conv1 = conv_bn(cin, planes, 1)
@@ -28,7 +28,9 @@ class Bottleneck(nn.Module):
         self.conv3 = conv_bn(planes, cout, 1, relu=False, zero_gamma=True)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
-        if stride != 1 or cin != cout:
+        if (stride != 1 or cin != cout) and downsample == "conv":  # the authors' release: a strided 1x1 conv
+            self.downsample = nn.Sequential(conv_bn(cin, cout, 1, stride, relu=False))
+        elif stride != 1 or cin != cout:
             pool = [nn.AvgPool2d(stride, stride)] if stride > 1 else []
             self.downsample = nn.Sequential(*pool, conv_bn(cin, cout, 1, relu=False))
 
@@ -42,7 +44,7 @@ class Bottleneck(nn.Module):
 class RedNet(nn.Module):
     def __init__(self, depth: int = 26, num_classes: int = 1000, width: int = 64, stem_channels: int = 64,
                  kernel_size: int = 7, stem_kernel_size: int = 3, group_channels: int = 16, reduction: int = 4,
-                 impl: str = "composite") -> None:  # fmt: skip
+                 impl: str = "composite", downsample: str = "avgpool") -> None:  # fmt: skip
         super().__init__()
         inv = {"group_channels": group_channels, "reduction": reduction, "impl": impl}
         half = stem_channels // 2
@@ -60,7 +62,9 @@ class RedNet(nn.Module):
             layers = []
             for j in range(blocks):
                 layers.append(
-                    Bottleneck(cin, planes, 2 if (i > 0 and j == 0) else 1, dict(inv, kernel_size=kernel_size))
+                    Bottleneck(
+                        cin, planes, 2 if (i > 0 and j == 0) else 1, dict(inv, kernel_size=kernel_size), downsample
+                    )
                 )
                 cin = planes * EXPANSION
             stages.append(nn.Sequential(*layers))

@@ -52,7 +52,11 @@ class ModelConfig(Section):
     multimodal_layers: int = Field(1, ge=1, le=12, description="reduced: multimodal encoder layers")
     patch_size: int = Field(8, ge=2, le=64, description="reduced: image patch size (must divide data.image_size)")
     dropout: float = Field(0.1, ge=0, lt=1, description="classifier head dropout")
-    weights: str | None = Field(None, description="local checkpoint (.pt state dict or an mlx checkpoint) to load")
+    weights: str | None = Field(
+        None,
+        description="local FLAVA weights: a torchmultimodal state dict (.pt), a Hugging Face folder/file "
+        "(model.safetensors or pytorch_model.bin, e.g. facebook/flava-full) or an mlx checkpoint; mapped by name",
+    )
 
 
 class TrainConfig(Section):

@@ -25,6 +25,7 @@ from typing import Any
 
 from mlx_core import ConfigError, DataError, atomic_dir
 
+from .layouts import TEXTVQA_VERSION, find_layout, vqa_v2_files
 from .records import read_records, split_file
 from .sample import generate_shapes
 
@@ -40,6 +41,8 @@ class Split:
     input_ids: Any  # int64 tensor [N, L]
     labels: Any  # int64 tensor [N]
     questions: list[str]
+    #: every given answer of each record, normalised (the VQA accuracy scores against them)
+    answers: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -76,11 +79,16 @@ def _image_path(folder: Path, rec: dict[str, Any]) -> Path:
     return folder / "images" / f"{rec['image_id']}.jpg"
 
 
-def _answer(rec: dict[str, Any]) -> str:
+def _all_answers(rec: dict[str, Any]) -> list[str]:
     answers = rec.get("answers")
     if isinstance(answers, list) and answers:
-        return collections.Counter(normalize_answer(a) for a in answers).most_common(1)[0][0]
-    return normalize_answer(rec["answer"])
+        return [normalize_answer(a) for a in answers]
+    return [normalize_answer(rec["answer"])]
+
+
+def _answer(rec: dict[str, Any]) -> str:
+    """The label: the most frequent given answer (ties: the first given)."""
+    return collections.Counter(_all_answers(rec)).most_common(1)[0][0]
 
 
 def decode_image(path: Path, size: int) -> Any:
@@ -102,10 +110,12 @@ def decode_image(path: Path, size: int) -> Any:
     return rgb.reduce(factor) if factor > 1 else rgb  # bounds memory; torchvision does the exact resize
 
 
-def load_split(folder: Path, path: Path, size: int, bad_image: str, counts: dict[str, int], cache: dict) -> list:
-    """(decoded image, question, answer) per usable record of ``path``; no torch needed yet."""
+def load_split(folder: Path, path: Path, size: int, bad_image: str, counts: dict[str, int], cache: dict,
+               records: list[dict[str, Any]] | None = None) -> list:  # fmt: skip
+    """(decoded image, question, answer, all answers) per usable record of ``path`` (or of
+    ``records``, read from ``path`` by a download layout); no torch needed yet."""
     out = []
-    for i, rec in enumerate(read_records(path), start=1):
+    for i, rec in enumerate(read_records(path) if records is None else records, start=1):
         where = f"{path.name} record {i}"
         img_path = _image_path(folder, rec)
         key = str(img_path)
@@ -116,7 +126,7 @@ def load_split(folder: Path, path: Path, size: int, bad_image: str, counts: dict
                 raise DataError(f"{where}: {cache[key]} (set data.bad_image=skip to skip such records)")
             counts["skipped_bad_image"] += 1
             continue
-        out.append((cache[key], rec["question"].strip(), _answer(rec)))
+        out.append((cache[key], rec["question"].strip(), _answer(rec), _all_answers(rec)))
     return out
 
 
@@ -127,10 +137,10 @@ def to_tensors(rows: list, size: int) -> list:
     resize = v2.Compose([v2.PILToTensor(), v2.Resize((size, size), antialias=True)])
     done: dict[int, Any] = {}
     out = []
-    for img, q, a in rows:
+    for img, *rest in rows:
         if id(img) not in done:
             done[id(img)] = resize(img)
-        out.append((done[id(img)], q, a))
+        out.append((done[id(img)], *rest))
     return out
 
 
@@ -199,7 +209,7 @@ def build_data(ctx: Any) -> VQAData:
         raise DataError(f"{train_file}: no training record has an answer in the vocabulary")
     if not val:
         raise DataError("no held-out record has an answer in the vocabulary")
-    tokenizer, tok_dir = _prepare_tokenizer(ctx, [q for _, q, _ in train])
+    tokenizer, tok_dir = _prepare_tokenizer(ctx, [r[1] for r in train])
     tr, va = _to_split(train, "train", cfg, tokenizer, counts), _to_split(val, "val", cfg, tokenizer, counts)
     majority, baseline, question_baseline = _baselines(tr, va)
 
@@ -261,14 +271,24 @@ def _source_folder(ctx: Any) -> Path:
 def _read_splits(ctx: Any, folder: Path, counts: dict[str, int]) -> tuple[list, list, Path]:
     """(train rows, held-out rows, the train file): ``val`` from its own file, else held out of train."""
     cfg = ctx.config.data
-    train_file = split_file(folder, "train")
+    layout = find_layout(folder)
+    if layout is not None:  # VQA v2 / TextVQA as downloaded
+        ctx.record("data_layout", layout.name)
+        train_file, val_file = layout.source("train"), layout.source("val") if layout.has("val") else None
+    else:
+        train_file, val_file = split_file(folder, "train"), split_file(folder, "val")
     if train_file is None:
-        raise DataError(f"{folder}: no train.jsonl or train.json")
-    val_file = split_file(folder, "val")
+        raise DataError(f"{folder}: no train.jsonl or train.json, nor VQA v2 ({vqa_v2_files('train2014')[0]}) "
+                        f"or TextVQA (TextVQA_{TEXTVQA_VERSION}_train.json) files")  # fmt: skip
     cache: dict = {}
-    train = load_split(folder, train_file, cfg.image_size, cfg.bad_image, counts, cache)
+
+    def load(split: str, path: Path) -> list:
+        recs = layout.records(split) if layout is not None else None
+        return load_split(folder, path, cfg.image_size, cfg.bad_image, counts, cache, recs)
+
+    train = load("train", train_file)
     if val_file is not None:
-        val = load_split(folder, val_file, cfg.image_size, cfg.bad_image, counts, cache)
+        val = load("val", val_file)
     else:
         rows = list(train)
         random.Random(ctx.seed).shuffle(rows)
@@ -295,7 +315,7 @@ def _answer_vocabulary(cfg: Any, train: list) -> list[str]:
         if not answers:
             raise DataError(f"answers_file {p} has no answers (expected one answer per line)")
     else:
-        freq = collections.Counter(a for _, _, a in train)
+        freq = collections.Counter(r[2] for r in train)
         answers = [a for a, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))]
     if cfg.unknown_answer == "unknown" and UNK not in answers:
         answers = [UNK, *answers]
@@ -305,13 +325,13 @@ def _answer_vocabulary(cfg: Any, train: list) -> list[str]:
 def _label(rows: list, index: dict[str, int], split: str, unknown_answer: str, counts: dict[str, int]) -> list:
     """(image, question, label id) rows; an answer outside the vocabulary is dropped or mapped to <unk>."""
     out = []
-    for img, q, a in rows:
+    for img, q, a, given in rows:
         if a not in index:
             counts[f"unknown_answer_{split}"] += 1
             if unknown_answer == "drop":
                 continue
             a = UNK
-        out.append((img, q, index[a]))
+        out.append((img, q, index[a], given))
     return out
 
 
@@ -340,14 +360,15 @@ def _to_split(rows: list, split: str, cfg: Any, tokenizer: Any, counts: dict[str
     import torch
 
     rows = to_tensors(rows, cfg.image_size)
-    qs = [q for _, q, _ in rows]
+    qs = [r[1] for r in rows]
     ids, truncated = tokenize(tokenizer, qs, cfg.max_length)
     counts[f"truncated_questions_{split}"] += truncated
     return Split(
-        images=torch.stack([img for img, _, _ in rows]),
+        images=torch.stack([r[0] for r in rows]),
         input_ids=ids.long(),
-        labels=torch.tensor([lab for _, _, lab in rows], dtype=torch.long),
+        labels=torch.tensor([r[2] for r in rows], dtype=torch.long),
         questions=qs,
+        answers=[r[3] for r in rows],
     )
 
 

@@ -9,13 +9,12 @@ library model's: ``wrapper.flava`` is the ``FLAVAForClassification``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mlx_core import ConfigError, DataError
+from mlx_core import ConfigError
 
 
 def flava_kwargs(size: str, *, hidden: int = 64, heads: int = 2, image_layers: int = 2, text_layers: int = 2,
@@ -81,20 +80,11 @@ def model_kwargs(cfg: Any, data: Any) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def load_weights(model: nn.Module, path: str) -> None:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"model.weights {p} does not exist")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of all kinds
-        raise DataError(f"model.weights {p} is not a torch checkpoint ({type(exc).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise DataError(f"model.weights {p} does not fit this model: {str(exc).splitlines()[0][:200]}") from None
+def load_weights(model: nn.Module, path: str) -> dict[str, Any]:
+    """Load a torchmultimodal / Hugging Face / mlx FLAVA checkpoint by name (``weights.py``); its report."""
+    from .weights import load_flava_weights
+
+    return load_flava_weights(model, path)
 
 
 def build_model(ctx: Any, data: Any) -> VQAClassifier:
@@ -105,8 +95,11 @@ def build_model(ctx: Any, data: Any) -> VQAClassifier:
     ctx.record("model_kwargs", kwargs)
     ctx.log_metrics({"parameters": n, "num_classes": len(data.answers)})
     if ctx.config.model.weights:
-        load_weights(model, ctx.config.model.weights)
-        ctx.note(f"weights loaded from {ctx.config.model.weights}")
+        report = load_weights(model, ctx.config.model.weights)
+        ctx.record("weights", report)
+        ctx.note(f"model.weights ({report['layout']}): {report['loaded']} tensors loaded, {report['skipped']} "
+                 f"skipped, {report['left_random']} left random")  # fmt: skip
+        ctx.record("trained", report["left_random"] == 0)
     else:
         ctx.record("trained", False)
     return model.to(ctx.device)

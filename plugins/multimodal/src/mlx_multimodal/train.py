@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .data import to_float
+from .metrics import split_vqa_accuracy  # the standard VQA accuracy, against every given answer
 
 CKPT = ("checkpoints", "last.pt")
 
@@ -135,6 +136,7 @@ def train(ctx: Any, data: Any, model: Any) -> Any:
     ctx.add_artifact(ctx.path("train", "curve.png"), kind="plot")
     last = history[-1]
     ctx.log_metrics({"final_val_acc": last["val_acc"], "majority_baseline": data.majority_baseline,
+                     "final_val_vqa_acc": split_vqa_accuracy(model, data.val, data.answers, dev),
                      "question_only_baseline": data.question_baseline,
                      "best_val_acc": max(h["val_acc"] for h in history), "train_seconds": last["elapsed_s"]})  # fmt: skip
     ctx.record("trained", True)
