@@ -152,10 +152,13 @@ def test_float32_agrees(paddle_op, torch_op):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-# Stride-1 geometries that reach every block of the vectorised kernels (involution_cpu.h): 13
-# channels per group = blocks of 8, 4 and 1; rows of 19 and 8 columns = several 8-column chunks,
-# with and without a partial last one; K = 9, 7, 3 = tap blocks of 8 + 1, 7 and 3.
-BLOCKED = [(9, 2, 13, 6, 19), (7, 1, 16, 8, 8), (3, 3, 5, 3, 17)]
+# Stride-1 geometries that reach every block of the vectorised kernels (involution_cpu.h). Column
+# chunks: 13 and 5 channels per group = channel blocks of 8, 4 and 1; rows of 19 and 17 columns =
+# several 8-column chunks with a partial last one; K = 9 and 3 = tap blocks of 8 + 1 and 3.
+# Channels-last forward (channels per group a multiple of 8, K = 3/5/7): 16, 8 and 32 channels per
+# group (one or two 16-lane vectors, 8 lanes), 8- and 11-column rows (whole and partial pixel blocks).
+BLOCKED = [(9, 2, 13, 6, 19), (7, 1, 16, 8, 8), (3, 3, 5, 3, 17), (5, 2, 8, 5, 11), (3, 1, 32, 4, 9)]
+GRADCHECKED = {(3, 3, 5, 3, 17), (3, 1, 32, 4, 9)}
 
 
 @pytest.mark.parametrize("case", BLOCKED)
@@ -178,6 +181,6 @@ def test_custom_ops_match_composite_on_vectorised_blocks(paddle_op, torch_op, ca
     ):
         for name, a, b in zip(("out", "grad x", "grad w"), got, want32, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f"float32 {name} {case}")
-    if k == 3:  # numeric gradients through the blocked kernels (fast_mode: random Jacobian projections)
+    if case in GRADCHECKED:  # numeric gradients through the blocked kernels (fast_mode: random Jacobian projections)
         xt, wt = (torch.from_numpy(a[:1]).requires_grad_() for a in (x, w))
         assert torch.autograd.gradcheck(lambda a, b: T.involution_custom(a, b, k, 1), (xt, wt), fast_mode=True)

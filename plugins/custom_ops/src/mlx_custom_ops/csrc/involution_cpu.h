@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 namespace mlx_involution {
 
@@ -323,6 +324,129 @@ void backward_task_s1(const T* gout, const T* x, const T* w, T* gx, T* gw, const
   }
 }
 
+// ---- Stride-1 forward, channels-last (channels per group a multiple of 8, K = 3, 5 or 7) ----------
+//
+// Column chunks (forward_chunk) read x at K shifted, mostly cache-line-splitting addresses per tap.
+// Here the group's channels are the vector lanes instead: the task's planes are transposed into a
+// zero-padded [rows][pixels][channels] buffer, so one load is one pixel's CW channels (a whole,
+// aligned cache line for 16 floats), and each loaded pixel is reused by every output pixel of an
+// R-wide block that reads it (R + K - 1 loads per row of taps instead of R * K). The weight is one
+// scalar per (tap, pixel), broadcast and shared by NC channel vectors.
+template <typename T, int N>
+struct VecN;
+template <>
+struct VecN<float, 8> {
+  typedef float type __attribute__((vector_size(8 * sizeof(float))));
+};
+template <>
+struct VecN<float, 16> {
+  typedef float type __attribute__((vector_size(16 * sizeof(float))));
+};
+template <>
+struct VecN<double, 8> {
+  typedef double type __attribute__((vector_size(8 * sizeof(double))));
+};
+
+constexpr int64_t kAlign = 64;  // scratch alignment (bytes): pixels of 16 floats start on cache lines
+
+template <typename T, int CW, int NC, int R, int K>
+inline void forward_cl_block(const T* xt, const T* wbuf, T* tmp, int64_t cg, int64_t px_row, int64_t ho, int64_t wo0,
+                             int64_t c0, int64_t WoP) {
+  typedef typename VecN<T, CW>::type VT;
+  VT acc[R][NC] = {};
+  for (int kh = 0; kh < K; ++kh) {
+    const T* xr = xt + ((ho + kh) * px_row + wo0) * cg + c0;
+    const T* wr = wbuf + kh * K * WoP + wo0;
+#pragma GCC unroll 16
+    for (int j = 0; j < R + K - 1; ++j) {
+      VT xv[NC];
+      for (int n = 0; n < NC; ++n) std::memcpy(&xv[n], xr + j * cg + n * CW, sizeof(VT));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const int kw = j - r;
+        if (kw < 0 || kw >= K) continue;  // decided at compile time once both loops are unrolled
+        const T wv = wr[kw * WoP + r];
+        for (int n = 0; n < NC; ++n) acc[r][n] += wv * xv[n];
+      }
+    }
+  }
+  std::memcpy(tmp, acc, sizeof(acc));  // tmp[r][NC * CW]
+}
+
+template <typename T, int CW, int NC, int R, int K>
+void forward_task_cl(const T* x, const T* w, T* out, const Geometry& g, int64_t task, T* scratch) {
+  const int64_t b = task / g.G, grp = task % g.G, cg = g.channels_per_group();
+  const int64_t OHW = g.Ho * g.Wo, KK = K * K, WoP = (g.Wo + V - 1) / V * V, px_row = WoP + 2 * g.P;
+  T* xt = scratch;                            // [H + 2P][px_row][cg]
+  T* wbuf = xt + (g.H + 2 * g.P) * px_row * cg;  // KK weight rows of one output row, each padded to WoP
+  T* tmp = wbuf + KK * WoP;                   // one block's results [R][NC * CW]
+  std::fill(xt, wbuf, T(0));
+  const T* xg = x + (b * g.C + grp * cg) * g.H * g.W;
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      for (int64_t ww = 0; ww < g.W; ++ww) xt[((h + g.P) * px_row + ww + g.P) * cg + c] = xg[(c * g.H + h) * g.W + ww];
+  const T* wg = w + (b * g.G + grp) * KK * OHW;
+  T* og = out + (b * g.C + grp * cg) * OHW;
+  for (int64_t ho = 0; ho < g.Ho; ++ho) {
+    for (int64_t k = 0; k < KK; ++k) {
+      std::copy(wg + k * OHW + ho * g.Wo, wg + k * OHW + (ho + 1) * g.Wo, wbuf + k * WoP);
+      std::fill(wbuf + k * WoP + g.Wo, wbuf + (k + 1) * WoP, T(0));
+    }
+    for (int64_t wo0 = 0; wo0 < g.Wo; wo0 += R) {
+      const int64_t n = std::min<int64_t>(R, g.Wo - wo0);
+      for (int64_t c0 = 0; c0 < cg; c0 += CW * NC) {
+        forward_cl_block<T, CW, NC, R, K>(xt, wbuf, tmp, cg, px_row, ho, wo0, c0, WoP);
+        for (int64_t c = 0; c < CW * NC; ++c)
+          for (int64_t r = 0; r < n; ++r) og[(c0 + c) * OHW + ho * g.Wo + wo0 + r] = tmp[r * CW * NC + c];
+      }
+    }
+  }
+}
+
+inline int64_t forward_cl_scratch(const Geometry& g) {
+  const int64_t WoP = (g.Wo + V - 1) / V * V, px_row = WoP + 2 * g.P;
+  return (g.H + 2 * g.P) * px_row * g.channels_per_group() + g.K * g.K * WoP + 8 * 16;
+}
+
+template <typename T>
+using ForwardTask = void (*)(const T*, const T*, T*, const Geometry&, int64_t, T*);
+
+template <typename T, int CW, int NC, int R>
+ForwardTask<T> forward_cl_for_k(int64_t K) {
+  switch (K) {
+    case 3: return &forward_task_cl<T, CW, NC, R, 3>;
+    case 5: return &forward_task_cl<T, CW, NC, R, 5>;
+    case 7: return &forward_task_cl<T, CW, NC, R, 7>;
+    default: return nullptr;
+  }
+}
+
+// The channels-last kernel for this geometry, or nullptr (then the column-chunk kernel runs).
+template <typename T>
+ForwardTask<T> forward_cl_kernel(const Geometry& g) {
+  const int64_t cg = g.channels_per_group();
+  if (g.S != 1 || cg % 8 != 0) return nullptr;
+  if constexpr (std::is_same<T, float>::value) {
+#ifdef __AVX512F__
+    if (cg % 16 == 0) return forward_cl_for_k<T, 16, 1, 8>(g.K);  // one zmm per pixel
+#else
+    if (cg % 16 == 0) return forward_cl_for_k<T, 8, 2, 4>(g.K);  // two ymm per pixel
+#endif
+  }
+  return forward_cl_for_k<T, 8, 1, 8>(g.K);
+}
+
+// Scratch of n elements aligned to kAlign bytes.
+template <typename T>
+struct Scratch {
+  std::unique_ptr<T[]> mem;
+  T* data;
+  explicit Scratch(int64_t n) : mem(new T[n + kAlign / sizeof(T)]) {
+    const auto p = reinterpret_cast<std::uintptr_t>(mem.get());
+    data = reinterpret_cast<T*>((p + kAlign - 1) / kAlign * kAlign);
+  }
+};
+
 // Tasks [begin, end) with one scratch buffer (what a thread of at::parallel_for / OpenMP runs).
 // Stride 1 takes the padded-plane kernels; other strides the generic loops. gx must be zero-filled
 // by the caller when g.S != 1 (see needs_zeroed_grad_x).
@@ -334,8 +458,13 @@ void forward_range(const T* x, const T* w, T* out, const Geometry& g, int64_t be
     for (int64_t t = begin; t < end; ++t) forward_task_generic(x, w, out, g, t);
     return;
   }
-  std::unique_ptr<T[]> scratch(new T[forward_scratch(g)]);
-  for (int64_t t = begin; t < end; ++t) forward_task_s1(x, w, out, g, t, scratch.get());
+  if (ForwardTask<T> cl = forward_cl_kernel<T>(g)) {
+    Scratch<T> scratch(forward_cl_scratch(g));
+    for (int64_t t = begin; t < end; ++t) cl(x, w, out, g, t, scratch.data);
+    return;
+  }
+  Scratch<T> scratch(forward_scratch(g));
+  for (int64_t t = begin; t < end; ++t) forward_task_s1(x, w, out, g, t, scratch.data);
 }
 
 template <typename T>
@@ -345,8 +474,8 @@ void backward_range(const T* gout, const T* x, const T* w, T* gx, T* gw, const G
     for (int64_t t = begin; t < end; ++t) backward_task_generic(gout, x, w, gx, gw, g, t);
     return;
   }
-  std::unique_ptr<T[]> scratch(new T[backward_scratch(g)]);
-  for (int64_t t = begin; t < end; ++t) backward_task_s1(gout, x, w, gx, gw, g, t, scratch.get());
+  Scratch<T> scratch(backward_scratch(g));
+  for (int64_t t = begin; t < end; ++t) backward_task_s1(gout, x, w, gx, gw, g, t, scratch.data);
 }
 
 // Shape checks shared by both frameworks; returns an empty string when the shapes are valid.
