@@ -196,19 +196,26 @@ def goal_rows(fw: str, timings: dict) -> tuple[list[dict], list[dict]]:
             "worst RedNet stage shape (batch 8)",
             "ratio": round(ratio, 3),
             "target": f"<= {target:g}",
-            "met": ratio <= target,
+            # both the medians' and the minima's ratio: on a shared machine either alone can flatter
+            "met": ratio <= target and max(r[f"{m}_min_ratio"] for r in shapes) <= target,
             "min_ratio": round(max(r[f"{m}_min_ratio"] for r in shapes), 3),
             "worst_shape": worst["shape"],
             "per_shape": {r["shape"]: round(r[f"{m}_ratio"], 3) for r in shapes},
         }
         if not goal["met"]:
             goal["reason"] = REASONS.get((fw, m), "not reached at " + worst["shape"])
+            goal["reason"] += f" (worst: {worst['shape']}, median ratio {ratio:.2f}, min ratio {goal['min_ratio']:.2f})"
         goals.append(goal)
     return shapes, goals
 
 
 #: why a goal is not met, when it is not (what was tried is in the plugin README)
-REASONS: dict[tuple[str, str], str] = {}
+REASONS: dict[tuple[str, str], str] = {
+    ("torch", "forward_ms"): "oneDNN's depthwise 7x7 forward reads only x and 49 shared weights per channel; "
+    "involution also streams 49 per-pixel weights per 16-channel group (3x the bytes of x) and transposes "
+    "each task to channels-last; tried: padded column chunks, channel/tap register blocks, channels-last "
+    "with broadcast weights (zmm), 7-pixel blocks for 7/14/28-pixel rows",
+}
 
 
 def plot_goals(shapes: list[dict], path: Path) -> None:
@@ -349,12 +356,54 @@ def print_goals(shapes: list[dict], goals: list[dict], args) -> None:
               f"min {g['min_ratio']:.2f}, worst {g['worst_shape']})")  # fmt: skip
 
 
+def write_result(out: Path, args, shapes, goals, shape_rows, check, composite, t0: float) -> None:
+    rows, summary = composite
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": "custom_ops",
+        "settings": {
+            "batch": args.batch,
+            "kernel_size": 7,
+            "group_channels": 16,
+            "rounds": args.rounds,
+            "threads": args.threads,
+            "shapes": shapes,
+            "device": "cpu",
+            "ratio": "median(custom) / median(depthwise 7x7) over interleaved rounds; min_ratio: of the minima; "
+            "met: both within the target at every shape",
+        },  # fmt: skip
+        "host": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1min": os.getloadavg()[0],
+            "note": "shared machine (other jobs on the same cores): absolute timings are noisy",
+        },  # fmt: skip
+        "goals": goals,
+        "shapes": shape_rows,
+        "check_threads": {"threads": args.check_threads, "shapes": check} if check else None,
+        "composite": {"repeat": args.repeat, "threads": args.threads, "rows": rows, "summary": summary}
+        if rows
+        else None,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out)
+    plot_goals(shape_rows, out.with_suffix(".png"))
+    if rows:
+        plot(rows, out.with_name(out.stem + "_composite.png"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frameworks", default="paddle,torch")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per shape (goal run)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the issue's goals: 2)")
+    ap.add_argument("--check-threads", type=int, default=1,
+                    help="also time at this many threads (not a goal: shows the ratios are not an artefact of "
+                    "two threads contending for a shared machine); 0: skip")  # fmt: skip
     ap.add_argument("--composite", action="store_true", help="also the composite / peak-memory table (slow)")
     ap.add_argument("--repeat", type=int, default=3, help="repeats per case of the --composite table")
     ap.add_argument("--quick", action="store_true", help="two smallest shapes only, 3 rounds")
@@ -371,41 +420,19 @@ def main() -> None:
         shape_rows += rows
         goals += fw_goals
     print_goals(shape_rows, goals, args)
-    rows, summary = composite_table(args, shapes) if args.composite else ([], [])
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {
-        "benchmark": "custom_ops",
-        "settings": {
-            "batch": args.batch,
-            "kernel_size": 7,
-            "group_channels": 16,
-            "rounds": args.rounds,
-            "threads": args.threads,
-            "shapes": shapes,
-            "device": "cpu",
-            "ratio": "median(custom) / median(depthwise 7x7) over interleaved rounds; min_ratio: of the minima",
-        },  # fmt: skip
-        "host": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_1min": os.getloadavg()[0],
-            "note": "shared machine (other jobs on the same cores): absolute timings are noisy",
-        },  # fmt: skip
-        "goals": goals,
-        "shapes": shape_rows,
-        "composite": {"repeat": args.repeat, "threads": args.threads, "rows": rows, "summary": summary}
-        if args.composite
-        else None,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
-    plot_goals(shape_rows, out.with_suffix(".png"))
-    if rows:
-        plot(rows, out.with_name(out.stem + "_composite.png"))
+    write_result(out, args, shapes, goals, shape_rows, None, ([], []), t0)  # the goals, before the slower extras
+    check = []
+    if args.check_threads and args.check_threads != args.threads:
+        two = args.threads
+        args.threads = args.check_threads
+        for fw in args.frameworks.split(","):
+            print(f"timing {fw} at {args.check_threads} thread(s) ...", file=sys.stderr)
+            check += goal_rows(fw, run_goal_case(fw, shapes, args))[0]
+        print_goals(check, [], args)
+        args.threads = two
+    composite = composite_table(args, shapes) if args.composite else ([], [])
+    write_result(out, args, shapes, goals, shape_rows, check, composite, t0)
     print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
 
 

@@ -350,13 +350,13 @@ struct VecN<double, 8> {
 constexpr int64_t kAlign = 64;  // scratch alignment (bytes): pixels of 16 floats start on cache lines
 
 template <typename T, int CW, int NC, int R, int K>
-inline void forward_cl_block(const T* xt, const T* wbuf, T* tmp, int64_t cg, int64_t px_row, int64_t ho, int64_t wo0,
-                             int64_t c0, int64_t WoP) {
+inline void forward_cl_block(const T* xt, const T* wrow, T* tmp, int64_t cg, int64_t px_row, int64_t ho, int64_t wo0,
+                             int64_t c0, int64_t wstride) {
   typedef typename VecN<T, CW>::type VT;
   VT acc[R][NC] = {};
   for (int kh = 0; kh < K; ++kh) {
     const T* xr = xt + ((ho + kh) * px_row + wo0) * cg + c0;
-    const T* wr = wbuf + kh * K * WoP + wo0;
+    const T* wr = wrow + kh * K * wstride + wo0;  // tap k's weights for this row: wrow + k * wstride
 #pragma GCC unroll 16
     for (int j = 0; j < R + K - 1; ++j) {
       VT xv[NC];
@@ -365,7 +365,7 @@ inline void forward_cl_block(const T* xt, const T* wbuf, T* tmp, int64_t cg, int
       for (int r = 0; r < R; ++r) {
         const int kw = j - r;
         if (kw < 0 || kw >= K) continue;  // decided at compile time once both loops are unrolled
-        const T wv = wr[kw * WoP + r];
+        const T wv = wr[kw * wstride + r];
         for (int n = 0; n < NC; ++n) acc[r][n] += wv * xv[n];
       }
     }
@@ -379,7 +379,7 @@ void forward_task_cl(const T* x, const T* w, T* out, const Geometry& g, int64_t 
   const int64_t OHW = g.Ho * g.Wo, KK = K * K, WoP = (g.Wo + V - 1) / V * V, px_row = WoP + 2 * g.P;
   T* xt = scratch;                            // [H + 2P][px_row][cg]
   T* wbuf = xt + (g.H + 2 * g.P) * px_row * cg;  // KK weight rows of one output row, each padded to WoP
-  T* tmp = wbuf + KK * WoP;                   // one block's results [R][NC * CW]
+  T* tmp = wbuf + KK * WoP;                      // one block's results [R][NC * CW]
   std::fill(xt, wbuf, T(0));
   const T* xg = x + (b * g.C + grp * cg) * g.H * g.W;
   for (int64_t c = 0; c < cg; ++c)
@@ -387,15 +387,21 @@ void forward_task_cl(const T* x, const T* w, T* out, const Geometry& g, int64_t 
       for (int64_t ww = 0; ww < g.W; ++ww) xt[((h + g.P) * px_row + ww + g.P) * cg + c] = xg[(c * g.H + h) * g.W + ww];
   const T* wg = w + (b * g.G + grp) * KK * OHW;
   T* og = out + (b * g.C + grp * cg) * OHW;
+  // Rows a whole number of blocks wide read the weights in place; others go through wbuf, whose rows
+  // are zero-padded to WoP so that the last block's extra columns read zeros inside the buffer.
+  const bool direct = g.Wo % R == 0;
   for (int64_t ho = 0; ho < g.Ho; ++ho) {
-    for (int64_t k = 0; k < KK; ++k) {
-      std::copy(wg + k * OHW + ho * g.Wo, wg + k * OHW + (ho + 1) * g.Wo, wbuf + k * WoP);
-      std::fill(wbuf + k * WoP + g.Wo, wbuf + (k + 1) * WoP, T(0));
-    }
+    if (!direct)
+      for (int64_t k = 0; k < KK; ++k) {
+        std::copy(wg + k * OHW + ho * g.Wo, wg + k * OHW + (ho + 1) * g.Wo, wbuf + k * WoP);
+        std::fill(wbuf + k * WoP + g.Wo, wbuf + (k + 1) * WoP, T(0));
+      }
+    const T* wrow = direct ? wg + ho * g.Wo : wbuf;
+    const int64_t wstride = direct ? OHW : WoP;
     for (int64_t wo0 = 0; wo0 < g.Wo; wo0 += R) {
       const int64_t n = std::min<int64_t>(R, g.Wo - wo0);
       for (int64_t c0 = 0; c0 < cg; c0 += CW * NC) {
-        forward_cl_block<T, CW, NC, R, K>(xt, wbuf, tmp, cg, px_row, ho, wo0, c0, WoP);
+        forward_cl_block<T, CW, NC, R, K>(xt, wrow, tmp, cg, px_row, ho, wo0, c0, wstride);
         for (int64_t c = 0; c < CW * NC; ++c)
           for (int64_t r = 0; r < n; ++r) og[(c0 + c) * OHW + ho * g.Wo + wo0 + r] = tmp[r * CW * NC + c];
       }
@@ -421,6 +427,12 @@ ForwardTask<T> forward_cl_for_k(int64_t K) {
   }
 }
 
+// Blocks of 7 output pixels for rows of 7, 14, 28... (RedNet's 7x7 to 28x28 stages), else 8.
+template <typename T, int CW, int NC>
+ForwardTask<T> forward_cl_for(const Geometry& g) {
+  return g.Wo % 8 != 0 && g.Wo % 7 == 0 ? forward_cl_for_k<T, CW, NC, 7>(g.K) : forward_cl_for_k<T, CW, NC, 8>(g.K);
+}
+
 // The channels-last kernel for this geometry, or nullptr (then the column-chunk kernel runs).
 template <typename T>
 ForwardTask<T> forward_cl_kernel(const Geometry& g) {
@@ -428,12 +440,12 @@ ForwardTask<T> forward_cl_kernel(const Geometry& g) {
   if (g.S != 1 || cg % 8 != 0) return nullptr;
   if constexpr (std::is_same<T, float>::value) {
 #ifdef __AVX512F__
-    if (cg % 16 == 0) return forward_cl_for_k<T, 16, 1, 8>(g.K);  // one zmm per pixel
+    if (cg % 16 == 0) return forward_cl_for<T, 16, 1>(g);  // one zmm per pixel
 #else
-    if (cg % 16 == 0) return forward_cl_for_k<T, 8, 2, 4>(g.K);  // two ymm per pixel
+    if (cg % 16 == 0) return forward_cl_for_k<T, 8, 2, 4>(g.K);  // two ymm per pixel (AVX2: 16 registers)
 #endif
   }
-  return forward_cl_for_k<T, 8, 1, 8>(g.K);
+  return forward_cl_for<T, 8, 1>(g);
 }
 
 // Scratch of n elements aligned to kAlign bytes.
