@@ -150,3 +150,38 @@ def test_float32_agrees(paddle_op, torch_op):
     b = T.involution_custom(torch.from_numpy(x), torch.from_numpy(w), k, s).numpy()
     np.testing.assert_allclose(a, reference(x.astype(np.float64), w.astype(np.float64), k, s), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# Stride-1 geometries that reach every block of the vectorised kernels (involution_cpu.h). Column
+# chunks: 13 and 5 channels per group = channel blocks of 8, 4 and 1; rows of 19 and 17 columns =
+# several 8-column chunks with a partial last one; K = 9 and 3 = tap blocks of 8 + 1 and 3.
+# Channels-last forward (channels per group a multiple of 8, K = 3/5/7): 16, 8 and 32 channels per
+# group (one or two 16-lane vectors, 8 lanes); 8- and 14-column rows (whole blocks of 8 and 7 pixels,
+# weights read in place), 11 and 9 columns (a partial block, weights through the padded buffer).
+BLOCKED = [(9, 2, 13, 6, 19), (7, 1, 16, 8, 8), (3, 3, 5, 3, 17), (5, 2, 8, 5, 11), (3, 1, 32, 4, 9), (7, 1, 16, 5, 14)]
+GRADCHECKED = {(3, 3, 5, 3, 17), (3, 1, 32, 4, 9)}
+
+
+@pytest.mark.parametrize("case", BLOCKED)
+def test_custom_ops_match_composite_on_vectorised_blocks(paddle_op, torch_op, case):
+    """float64 to 1e-11 against the composite (out and both gradients), float32 to 1e-5, both frameworks."""
+    k, g, cg, h, wd = case
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((2, g * cg, h, wd))
+    w = rng.standard_normal((2, g, k * k, h, wd))
+    gout = rng.standard_normal((2, g * cg, h, wd))
+    want = torch_run(T.involution_composite, x, w, k, 1, gout)
+    for got in (torch_run(T.involution_custom, x, w, k, 1, gout), paddle_run(P.involution_custom, x, w, k, 1, gout)):
+        for name, a, b in zip(("out", "grad x", "grad w"), got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=f"{name} {case}")
+    x32, w32, g32 = (a.astype(np.float32) for a in (x, w, gout))
+    want32 = torch_run(T.involution_composite, x32, w32, k, 1, g32)
+    for got in (
+        torch_run(T.involution_custom, x32, w32, k, 1, g32),
+        paddle_run(P.involution_custom, x32, w32, k, 1, g32),
+    ):
+        for name, a, b in zip(("out", "grad x", "grad w"), got, want32, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f"float32 {name} {case}")
+    if case in GRADCHECKED:  # numeric gradients through the blocked kernels (fast_mode: random Jacobian projections)
+        xt, wt = (torch.from_numpy(a[:1]).requires_grad_() for a in (x, w))
+        assert torch.autograd.gradcheck(lambda a, b: T.involution_custom(a, b, k, 1), (xt, wt), fast_mode=True)

@@ -1,6 +1,8 @@
 // Paddle custom operator `involution` (forward + backward) built by paddle.utils.cpp_extension.
 // CPU kernels live in involution_cpu.h; CUDA kernels (paddle_involution.cu) are compiled in only
 // when the build defines MLX_WITH_CUDA (a CUDA build of Paddle and nvcc were found).
+#include <omp.h>
+
 #include <string>
 #include <vector>
 
@@ -19,16 +21,26 @@ std::vector<paddle::Tensor> involution_cuda_backward(const paddle::Tensor& x, co
 // OpenMP pragmas cannot sit inside the dispatch macro's argument, hence these two helpers.
 template <typename T>
 static void run_forward(const T* x, const T* w, T* out, const Geometry& g) {
+  // One contiguous block of (batch, group) tasks per thread, so each thread allocates its scratch once.
   const int64_t tasks = g.B * g.G;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < tasks; ++t) mlx_involution::forward_task(x, w, out, g, t);
+#pragma omp parallel
+  {
+    const int64_t n = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t begin = tasks * id / n, end = tasks * (id + 1) / n;
+    if (begin < end) mlx_involution::forward_range(x, w, out, g, begin, end);
+  }
 }
 
 template <typename T>
 static void run_backward(const T* gout, const T* x, const T* w, T* gx, T* gw, const Geometry& g) {
+  // One contiguous block of (batch, group) tasks per thread, so each thread allocates its scratch once.
   const int64_t tasks = g.B * g.G;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < tasks; ++t) mlx_involution::backward_task(gout, x, w, gx, gw, g, t);
+#pragma omp parallel
+  {
+    const int64_t n = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t begin = tasks * id / n, end = tasks * (id + 1) / n;
+    if (begin < end) mlx_involution::backward_range(gout, x, w, gx, gw, g, begin, end);
+  }
 }
 
 static Geometry geometry(const paddle::Tensor& x, const paddle::Tensor& w, int kernel_size, int stride) {
@@ -76,7 +88,8 @@ std::vector<paddle::Tensor> InvolutionBackward(const paddle::Tensor& x, const pa
   auto xc = x.contiguous();
   auto wc = w.contiguous();
   auto goc = gout.contiguous();
-  auto gx = paddle::full(x.shape(), 0, x.dtype(), x.place());
+  auto gx = mlx_involution::needs_zeroed_grad_x(g) ? paddle::full(x.shape(), 0, x.dtype(), x.place())
+                                                    : paddle::empty(x.shape(), x.dtype(), x.place());
   auto gw = paddle::empty(w.shape(), w.dtype(), w.place());
   PD_DISPATCH_FLOATING_TYPES(x.type(), "involution_backward", ([&] {
                                run_backward<data_t>(goc.data<data_t>(), xc.data<data_t>(), wc.data<data_t>(),

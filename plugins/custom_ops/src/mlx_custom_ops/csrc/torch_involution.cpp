@@ -43,7 +43,7 @@ at::Tensor involution_cpu(const at::Tensor& x_, const at::Tensor& w_, int64_t ke
     const scalar_t* wp = w.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, g.B * g.G, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) mlx_involution::forward_task(xp, wp, op, g, t);
+      mlx_involution::forward_range(xp, wp, op, g, begin, end);
     });
   });
   return out;
@@ -55,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor> involution_backward_cpu(const at::Tensor& gou
   auto x = x_.contiguous();
   auto w = w_.contiguous();
   auto gout = gout_.contiguous();
-  auto gx = at::zeros_like(x);
+  auto gx = mlx_involution::needs_zeroed_grad_x(g) ? at::zeros_like(x) : at::empty_like(x);
   auto gw = at::empty_like(w);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "involution_backward_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -64,7 +64,7 @@ std::tuple<at::Tensor, at::Tensor> involution_backward_cpu(const at::Tensor& gou
     scalar_t* gxp = gx.data_ptr<scalar_t>();
     scalar_t* gwp = gw.data_ptr<scalar_t>();
     at::parallel_for(0, g.B * g.G, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) mlx_involution::backward_task(gop, xp, wp, gxp, gwp, g, t);
+      mlx_involution::backward_range(gop, xp, wp, gxp, gwp, g, begin, end);
     });
   });
   return {gx, gw};
