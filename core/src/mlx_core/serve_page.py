@@ -23,7 +23,7 @@ PAGE = """<!doctype html>
  label {{ display: block; margin: .8rem 0 .2rem; font-weight: 600; }} .hint {{ font-weight: 400; color: #777; }}
  textarea, input[type=text], input[type=number] {{ width: 100%; box-sizing: border-box; font: inherit; padding: .3rem; }}
  button {{ margin-top: 1rem; font: inherit; padding: .4rem 1.2rem; }}
- #result {{ margin-top: 1.5rem; }} #result img {{ max-width: 45%; margin: .3rem; border: 1px solid #ccc; image-rendering: pixelated; }}
+ #result {{ margin-top: 1.5rem; }} #result img {{ width: 20rem; max-width: 100%; margin: .3rem; border: 1px solid #ccc; image-rendering: pixelated; }}
  #error {{ color: #b00020; margin-top: 1rem; }} table {{ border-collapse: collapse; }}
  td {{ border-top: 1px solid #eee; padding: .25rem .6rem; vertical-align: top; }} pre {{ margin: 0; white-space: pre-wrap; }}
 </style></head><body>

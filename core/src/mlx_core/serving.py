@@ -134,7 +134,11 @@ def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS
             return im.convert("RGB")
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{what} declares more pixels than the limit of {max_pixels:,} (a decompression bomb?)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{what} is not a readable image ({type(exc).__name__}); expected a JPEG or PNG file") from None
 
 

@@ -126,7 +126,8 @@ class Browser:
         import httpx
 
         pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=30).json() if t["type"] == "page"]
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
+        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
+        self.ws = self._connection.__enter__()
         self.next_id = 0
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -167,7 +168,7 @@ class Browser:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ws.close()
+            self._connection.__exit__(None, None, None)
         self.proc.terminate()
         try:
             self.proc.wait(30)
