@@ -107,6 +107,14 @@ def test_concurrent_requests_run_as_one_batch_with_the_unbatched_results(run_dir
     assert [out[x] for x in xs] == alone
 
 
+def test_workers_each_load_the_predictor_and_answer(run_dir):
+    with served(run_dir, "--workers", "2") as s:
+        assert httpx.post(s.url + "/predict", json={"x": 1.0}, timeout=60).json()["label"] == "point"
+        with s._seen:  # each worker process prints the ready line once its own predictor is loaded
+            assert s._seen.wait_for(lambda: sum("on http" in line for line in s.lines) == 2, 120), s.stderr
+    assert s.proc.returncode == 0, s.stderr
+
+
 def test_missing_or_changed_artifact_is_refused_before_binding(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

@@ -393,9 +393,13 @@ def serve(
     # uvicorn re-raises the signal that stopped it once it has shut down; the CLI's own SIGTERM
     # handler would turn that into "terminated": a served run that stops cleanly exits 0
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if workers > 1:
+    if workers > 1:  # uvicorn's supervisor binds the port and starts the worker processes
         if predictor.close:
             predictor.close()
+        if port == 0:  # a free port, named in the ready line (the workers cannot share port 0)
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
         os.environ[SPEC_ENV] = json.dumps({"run_dir": str(run_dir), "fmt": fmt, "overrides": overrides or [],
                                            "device": device, "opts": opts.__dict__})  # fmt: skip
         os.environ["MLX_SERVE_ANNOUNCE"] = f"mlx serve: {ctx.plugin} run {ctx.run_dir.name} on http://{host}:{port}"
