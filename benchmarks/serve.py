@@ -181,9 +181,9 @@ def main() -> None:
     table = Table("plugin", "case", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "requests",
                   title=f"mlx serve on loopback, {args.concurrency} concurrent", title_justify="left")  # fmt: skip
     for r in results:
-        table.add_row(r["plugin"], "in-process predictor", f"{r['in_process_rps']:.0f}", "", "", "", "", "")
+        table.add_row(r["plugin"], "in-process predictor", f"{r['in_process_rps']:.3g}", "", "", "", "", "")
         for name, c in r["cases"].items():
-            table.add_row("", f"served, {name}", f"{c['rps']:.0f}", f"{c['p50_ms']:.1f}", f"{c['p95_ms']:.1f}",
+            table.add_row("", f"served, {name}", f"{c['rps']:.3g}", f"{c['p50_ms']:.1f}", f"{c['p95_ms']:.1f}",
                           f"{c['p99_ms']:.1f}", str(c["errors"]), str(c["requests"]))  # fmt: skip
         table.add_row("", "served on / in-process", f"{r['ratio']:.2f}", "", "", "", "", f"target >= {TARGET}")
     Console(width=150).print(table)

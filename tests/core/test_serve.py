@@ -151,3 +151,22 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(run_dir, tmp_pat
         assert server.proc.wait(60) == 0, server.stderr
     finally:
         stop(server)
+
+
+def test_page_built_from_the_schema_answers_in_headless_chromium(server, tmp_path):
+    from mlx_core.testing_serve import Browser, chromium
+
+    if not chromium():
+        pytest.skip("needs Debian's chromium (CI installs it)")
+    browser = Browser(server.url + "/")
+    try:
+        browser.wait_for("document.readyState === 'complete' && !!document.querySelector('input[name=x]')")
+        browser.js("document.querySelector('input[name=x]').value = '2'")
+        browser.js("document.getElementById('submit').click()")
+        y = browser.wait_for("document.getElementById('result').dataset.state === 'done' && "
+                             "document.querySelector('pre.out-y').textContent")  # fmt: skip
+        shot = browser.screenshot(tmp_path / "linreg-page.png")
+    finally:
+        browser.close()
+    print(f"screenshot: {shot}")
+    assert float(y) == httpx.post(server.url + "/predict", json={"x": 2}).json()["y"]
