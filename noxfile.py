@@ -7,7 +7,7 @@ Each plugin declares its hardware matrix and install steps in ``plugins/<name>/p
     extras = { cpu = "cpu", cuda = "cuda" }            # optional: extra of the plugin per kind
     after = { cpu = [["uninstall", "fbgemm-gpu"], ["install", "fbgemm-gpu-cpu==1.9.0"]] }
                                         # optional: `uv pip` / `pip` steps after the install
-    core_extras = ["sweep"]             # optional: mlx-core extras its tests need (mlx sweep)
+    core_extras = ["sweep", "serve"]    # optional: mlx-core extras its tests need (mlx sweep, mlx serve)
 
 so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
 <plugin>-lowest-core, integration (everything together), bench (not run by default).
@@ -47,8 +47,8 @@ TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 # of the toolkit, but it is reported.
 PYTEST_OK = [0, 5]
 # mlx-core's opt-in tracker libraries (`mlx run --track ...`), for the core and integration tests
-#: extras of mlx-core the core and integration tests need: trackers and sweeps
-CORE_TEST_EXTRAS = ("mlflow", "tensorboard", "sweep")
+#: extras of mlx-core the core and integration tests need: trackers, sweeps, serving
+CORE_TEST_EXTRAS = ("mlflow", "tensorboard", "sweep", "serve")
 
 
 def plugin_table() -> dict[str, dict]:
@@ -130,7 +130,7 @@ def core(session: nox.Session) -> None:
     """The core alone, with the test plugins installed through real entry points (numpy and
     Pillow only for the tests of mlx_core.hostile's image helpers and the report screenshot, nox
     for the tests of this file's lowest-core lookup; the core never imports them), the tracker
-    extras (MLflow, TensorBoard) and the sweep extra (Optuna, matplotlib)."""
+    extras (MLflow, TensorBoard), the sweep extra (Optuna, matplotlib) and the serve extra (FastAPI, uvicorn)."""
     session.install(
         core_target(*CORE_TEST_EXTRAS), str(ROOT / "tests/core/testplugins"), *TEST_TOOLS, "numpy", "pillow", "nox"
     )

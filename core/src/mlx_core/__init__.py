@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 #: The plugin API version. Plugins declare the range they support in ``PluginInfo.core_api``.
 #: Bump the minor for additions (new hooks, new ctx helpers), the major for breaking changes.
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 
 def __getattr__(name: str):
@@ -26,11 +26,15 @@ def __getattr__(name: str):
         from .context import RunContext
 
         return RunContext
+    if name in ("Predictor", "Request", "Response", "ImageBytes"):  # serving: pydantic only, loaded on use
+        from . import serving
+
+        return getattr(serving, name)
     raise AttributeError(f"module 'mlx_core' has no attribute {name!r}")
 
 
 __all__ = [
     "API_VERSION", "HARDWARE", "STAGES", "ConfigError", "DataError", "DeviceError", "MlxError",
-    "PluginError", "PluginInfo", "RunContext", "RunError", "Section", "StageFailed", "UsageError",
+    "ImageBytes", "PluginError", "PluginInfo", "Predictor", "Request", "Response", "RunContext", "RunError", "Section", "StageFailed", "UsageError",
     "__version__", "atomic_dir", "atomic_path", "atomic_write", "atomic_write_json", "hookimpl", "hookspec",
 ]  # fmt: skip

@@ -351,6 +351,37 @@ def predict_cmd(
     err.print(f"outputs in {where}", highlight=False)
 
 
+@app.command("serve")
+def serve_cmd(
+    run_dir: Path,
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one, printed).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes, each with its own model.")] = 1,
+    fmt: Annotated[
+        Optional[str], typer.Option("--format", help="Exported format to serve (default: the plugin's).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Most requests run as one batch.")] = 8,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, max=10_000, help="How long the first request of a batch waits for more.")
+    ] = 5.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, max=1024, help="Largest request body accepted (MB).")] = 20.0,
+    set_: SetOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Serve the exported model of the finished run RUN_DIR over HTTP (/predict, /info, /docs, a page at /)."""
+    import importlib.util
+
+    from .errors import UsageError
+
+    gone = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if gone:
+        raise UsageError(f"mlx serve needs {', '.join(gone)}, not installed: pip install 'mlx-core[serve]'")
+    from .serve_app import ServeOptions, serve
+
+    opts = ServeOptions(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_mb=max_body_mb)
+    serve(str(run_dir), host=host, port=port, workers=workers, fmt=fmt, overrides=set_ or [], device=device, opts=opts)
+
+
 @app.command("doctor")
 def doctor_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """What this machine has, and whether each plugin can run here (and why not)."""

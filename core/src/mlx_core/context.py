@@ -30,7 +30,7 @@ class RunContext:
     """The run a stage belongs to.
 
     plugin:   name of the plugin whose run this is (domain plugins answer only for their own).
-    stage:    the stage being run now (``data``, ``model``, ``train``, ``export`` or ``predict``).
+    stage:    the stage being run now (``data``, ``model``, ``train``, ``export``, ``predict`` or ``serve``).
     target:   the last stage this invocation runs.
     config:   the plugin's validated config (an instance of its ``PluginInfo.config``).
     device:   ``"cpu"`` or ``"cuda"`` (``auto`` is resolved before stages run).
@@ -59,6 +59,8 @@ class RunContext:
     output_dir: Path | None = None
     observers: list[Any] = field(default_factory=list)
     registry: Any = None
+    #: run.json entries of the artifacts checked by ``verify_artifact`` (serving lists them)
+    verified: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # absolute, like every path ctx.path() returns: p.relative_to(ctx.run_dir) always works
@@ -124,6 +126,13 @@ class RunContext:
             observer.metrics(self.stage, metrics, step)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         self.log(f"[{self.stage}]{'' if step is None else f' step {step}'} {shown}")
+
+    def verify_artifact(self, path: str | os.PathLike) -> Path:
+        """The artifact ``path`` (absolute or relative to the run), checked against the sha256 in
+        run.json before a server or ``mlx predict`` loads it: missing or changed is one ``RunError``."""
+        from .serving import verify_artifact
+
+        return verify_artifact(self, path)
 
     def add_artifact(self, path: str | os.PathLike, kind: str = "file", **info: Any) -> dict[str, Any]:
         """Register a finished file (size and sha256 go into the manifest) and return its entry."""

@@ -1,4 +1,4 @@
-"""Test-only fault injection: a process kills itself (SIGKILL) at a named instant.
+"""Test-only fault injection: a process kills itself (SIGKILL), or waits, at a named instant.
 
 Resume tests must hit the instant they mean (a checkpoint written, its epoch's row not yet in
 ``run.json``), not race a kill against the clock. A plugin marks such instants with
@@ -19,3 +19,22 @@ def kill_point(name: str) -> None:
     """SIGKILL this process when ``MLX_TEST_SIGKILL`` equals ``name`` (``plugin:point:epoch``)."""
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+HOLD_ENV = "MLX_TEST_HOLD"
+
+
+def hold_point(name: str) -> None:
+    """Wait at a named instant until the test releases it: ``MLX_TEST_HOLD=name=PATH`` makes the
+    process create ``PATH.held`` (the test's sign that it got there) and wait until ``PATH``
+    exists. Lets a test act (send SIGTERM) while a request is surely in flight, without sleeps."""
+    raw = os.environ.get(HOLD_ENV, "")
+    point, _, path = raw.partition("=")
+    if point != name or not path:
+        return
+    import time
+    from pathlib import Path
+
+    Path(path + ".held").touch()
+    while not Path(path).exists():
+        time.sleep(0.01)  # polls a file the test writes; the test never waits on this clock

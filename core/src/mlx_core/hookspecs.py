@@ -16,6 +16,7 @@ no stage hooks at all; the core's built-in implementation of each stage hook (re
             "train": "mlx_segmentation.train:train",
             "export": "mlx_segmentation.export:export",
             "predict": "mlx_segmentation.predict:predict",
+            "serve": "mlx_segmentation.serve:serve",
         })
 
 The functions take the arguments the hook below offers (``ctx``, ``data``, ``model``,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # RunContext pulls in rich.progress: not needed to list plugi
     from .contract import Example, Split
     from .info import PluginInfo
     from .observers import RunObserver
+    from .serving import Predictor
 
 hookspec = pluggy.HookspecMarker("mlx")
 hookimpl = pluggy.HookimplMarker("mlx")
@@ -138,6 +140,28 @@ def mlx_predict(ctx: RunContext, inputs: list[str]) -> list[dict[str, Any]]:
 
     .. versionadded:: 1.0
     .. versionchanged:: 1.2 provided through the stage table (key ``predict``).
+    """
+
+
+@hookspec(firstresult=True)
+def mlx_serve(ctx: RunContext, format: str | None) -> Predictor:
+    """A loaded predictor of a finished run: what ``mlx serve`` serves. Optional; domain plugins
+    (stage table key ``serve``), and third-party plugins serve the same way.
+
+    Inputs: ``ctx`` (``ctx.run_dir`` the finished run, ``ctx.config`` its config with ``--set``
+    overrides, ``ctx.device``, ``ctx.manifest``); ``format``: the exported format to load
+    (``mlx serve --format``), ``None`` for the plugin's default. Load the exported artifact with
+    its own runtime (onnxruntime, ExecuTorch, TorchScript, a ``save_pretrained`` folder, Paddle
+    Inference), never the training code, and pass every file or folder through
+    ``ctx.verify_artifact(path)`` before loading it: it checks the sha256 run.json recorded.
+    Returns: an ``mlx_core.Predictor``: pydantic ``request``/``response`` models (subclass
+    ``mlx_core.Request``; images typed ``mlx_core.ImageBytes``), ``prepare(request)`` (decode
+    and check one input; raise ``DataError`` for bad input), ``predict(items)`` (one response
+    per item), ``batches`` (the export takes a batch dimension), optionally ``page`` (HTML for
+    ``/``), ``examples`` and ``facts``. A plugin's ``predict`` entry should run the same
+    predictor (``Predictor.run``) so ``mlx predict`` and ``mlx serve`` never disagree.
+
+    .. versionadded:: 1.3
     """
 
 

@@ -13,9 +13,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 STAGES: tuple[str, ...] = ("data", "model", "train", "export")
-#: what a stage table may name: the four stages, ``predict`` and ``examples`` (the cross-plugin
-#: data contract, see ``mlx_core.contract``)
-TABLE_KEYS: tuple[str, ...] = (*STAGES, "predict", "examples")
+#: what a stage table may name: the four stages, ``predict``, ``examples`` (the cross-plugin
+#: data contract, see ``mlx_core.contract``) and ``serve`` (a loaded predictor, ``mlx_core.serving``)
+TABLE_KEYS: tuple[str, ...] = (*STAGES, "predict", "examples", "serve")
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 HARDWARE: tuple[str, ...] = ("cpu", "cuda")
 Profiler = Literal["auto", "torch", "paddle", "none"]
@@ -32,7 +32,7 @@ class PluginInfo:
                one ``"module:function"`` per stage it implements, imported only when a run reaches
                that stage; the core dispatches each run's stage to its own plugin's function, so
                the plugin writes no hook functions and no ``ctx.plugin`` guard. Keys: ``STAGES``
-               plus ``predict`` and ``examples``. The older form, a tuple of stage names with a
+               plus ``predict``, ``examples`` and ``serve``. The older form, a tuple of stage names with a
                hook function (and guard) per stage, still works. ``info.stages`` always reads back
                as the tuple of stage names; ``info.table`` holds the mapping.
     hardware:  the devices it can run on: ``("cpu",)``, ``("cuda",)`` or ``("cpu", "cuda")``.

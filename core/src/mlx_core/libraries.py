@@ -44,6 +44,9 @@ LIBRARIES: tuple[Library, ...] = (
     Library("tensorboardX", ("tensorboardX",), heavy=True),
     Library("wandb", ("wandb",), heavy=True),
     Library("clearml", ("clearml",), heavy=True),
+    Library("fastapi", ("fastapi",), heavy=True),  # the server: imported only by `mlx serve`
+    Library("uvicorn", ("uvicorn",), heavy=True),
+    Library("starlette", ("starlette",), heavy=True),
     Library("numpy", ("numpy",)),
     Library("PIL", ("pillow",)),
 )

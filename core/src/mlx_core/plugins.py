@@ -419,6 +419,10 @@ class StageTable:
     def mlx_examples(self, ctx: Any, data: Any, n: int, split: str) -> Any:
         return self.registry.dispatch("examples", ctx=ctx, data=data, n=n, split=split)
 
+    @hookimpl(trylast=True)
+    def mlx_serve(self, ctx: Any, format: str | None) -> Any:
+        return self.registry.dispatch("serve", ctx=ctx, format=format)
+
 
 def _trace_before(hook_name: str, hook_impls: list, kwargs: dict) -> None:
     names = [i.plugin_name + (" (wrapper)" if (i.wrapper or i.hookwrapper) else "") for i in hook_impls]

@@ -26,12 +26,13 @@ def mlx_plugin():
             "export": "mlx_segmentation.export:export",
             "predict": "mlx_segmentation.predict:predict",
             "examples": "mlx_segmentation.examples:examples",
+            "serve": "mlx_segmentation.serve:serve",
         },
         hardware=("cpu", "cuda"),
         config=SegmentationConfig,
         requires=("torch", "torchvision", "executorch", "onnxruntime", "onnx", "matplotlib", "PIL"),
         profiler="torch",
-        core_api=">=1.2,<2",  # stage table, examples
+        core_api=">=1.3,<2",  # stage table, examples, serve
     )
 
 

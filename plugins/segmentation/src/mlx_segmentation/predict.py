@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mlx_core import RunContext, RunError, atomic_path
+from mlx_core import RunContext, atomic_path
 
-from .data import class_names, eval_transform, load_image, voc_palette
-from .runtimes import artifact_name, load
+from .data import eval_transform, load_image, voc_palette
 
 
 def mask_image(mask: np.ndarray) -> Image.Image:
@@ -48,39 +47,36 @@ def summary(mask: np.ndarray, names: list[str]) -> str:
 
 
 def predict(ctx: RunContext, inputs: list[str]) -> list[dict[str, Any]]:
-    cfg = ctx.config
-    fmt = cfg.predict.format
-    path = ctx.run_dir / "export" / artifact_name(fmt)
-    if not path.is_file():
-        raise RunError(
-            f"run {ctx.run_dir} has no {fmt} export ({path} is missing); run `mlx run segmentation export --from {ctx.run_dir} "
-            f"--set 'export.formats=[\"{fmt}\"]'` or choose another predict.format"
-        )
-    images = [(Path(p), load_image(p)) for p in inputs]  # every input checked before any work
-    runner = load(fmt, path)
-    names = class_names(cfg.model.num_classes)
+    """Run the predictor ``mlx serve`` serves (``serve.serve``) on files: the same output."""
+    from mlx_core.serving import b64
+
+    from .serve import SegmentRequest, serve
+
+    sources = [Path(p) for p in inputs]
+    for src in sources:  # every input checked (one line naming it) before any work
+        load_image(src)
+    predictor = serve(ctx)
     out_dir = ctx.output_dir or ctx.path("predictions")
     rows, used = [], set()
-    for src, image in ctx.track(images, f"predict ({fmt})"):
+    for src in ctx.track(sources, f"predict ({predictor.facts['format']})"):
         stem = src.stem
         k = 1
         while stem in used:
             k += 1
             stem = f"{src.stem}-{k}"
         used.add(stem)
-        mask, _ = segment(runner, image, cfg.data.image_size)
-        with atomic_path(out_dir / f"{stem}_mask.png") as tmp:
-            mask_image(mask).save(tmp, format="PNG")
-        with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
-            overlay(image, mask, cfg.predict.alpha).save(tmp, format="PNG")
+        (res,) = predictor.run([SegmentRequest(image=b64(src.read_bytes()))])
+        for part in ("mask", "overlay"):
+            with atomic_path(out_dir / f"{stem}_{part}.png") as tmp:
+                tmp.write_bytes(getattr(res, part))
         rows.append(
             {
                 "input": str(src),
-                "size": f"{image.width}x{image.height}",
-                "classes": summary(mask, names),
+                "size": res.size,
+                "classes": res.classes,
                 "mask": str(out_dir / f"{stem}_mask.png"),
                 "overlay": str(out_dir / f"{stem}_overlay.png"),
-                "format": fmt,
+                "format": res.format,
             }
         )
     return rows

@@ -157,15 +157,39 @@ def mlx_export(ctx, data, model):
 def mlx_predict(ctx, inputs):
     if ctx.plugin != NAME:
         return None
-    model = json.loads((ctx.run_dir / "export" / "model.json").read_text())
-    out = []
+    xs = []
     for text in inputs:
         try:
-            x = float(text)
+            xs.append(float(text))
         except ValueError:
             raise DataError(f"input {text!r} is not a number") from None
-        out.append({"x": x, "y": model["w"] * x + model["b"]})
-    return out
+    predictor = mlx_serve(ctx, None)  # the predictor `mlx serve` serves: the two never disagree
+    return [{"x": v.x, "y": v.y} for v in predictor.run([predictor.request(x=x) for x in xs])]
+
+
+@hookimpl
+def mlx_serve(ctx, format):
+    """y = w*x + b for each request, from the exported JSON weights (checked against run.json)."""
+    if ctx.plugin != NAME:
+        return None
+    from mlx_core.serving import Predictor, Request, Response
+
+    class Point(Request):
+        x: float = Field(description="where to evaluate the fitted line")
+        label: str = Field("point", min_length=1, description="a name echoed back")
+
+    class Value(Response):
+        x: float
+        y: float
+        label: str
+
+    model = json.loads(ctx.verify_artifact("export/model.json").read_text())
+
+    def predict(items):
+        return [Value(x=p.x, y=model["w"] * p.x + model["b"], label=p.label) for p in items]
+
+    return Predictor(request=Point, response=Value, predict=predict, batches=True, title="y = w*x + b",
+                     examples=[{"x": 2.0, "label": "two"}], facts={"format": format or "json"})  # fmt: skip
 
 
 def line(slope: float = 1.0, intercept: float = 0.0):
