@@ -23,6 +23,8 @@ from .runs import MANIFEST, atomic_write_json
 
 
 def _terminate(signum: int, frame: object) -> None:
+    # once: torchrun's next SIGTERM (or one during interpreter exit) then simply ends the process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise Terminated("terminated (SIGTERM)")
 
 
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
              "exit_code": getattr(exc, "exit_code", 1), "time": time.time(), "traceback": traceback.format_exc()},
         )  # fmt: skip
         return int(getattr(exc, "exit_code", 1)) if user else 1
+    finally:
+        # the work is over: a SIGTERM from here on (torchrun stopping the job while this
+        # interpreter exits) ends the process instead of raising inside exit handlers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
 
 
