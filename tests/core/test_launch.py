@@ -122,3 +122,8 @@ def test_a_failed_job_is_one_line_naming_the_first_rank_that_raised(tmp_path):
     )
     err = failure(tmp_path, logs / "launcher.node0.log", 1)
     assert_one_line_error(err, "rank 1", "SIGKILL", types=(WorkerFailed,))
+    # the killed rank is the cause even when its peer reported the broken connection first
+    (logs / "rank-0.error.json").write_text(json.dumps(
+        {"rank": 0, "type": "RuntimeError", "message": "gloo: Read error", "user_error": False, "time": 1.0}))  # fmt: skip
+    err = failure(tmp_path, logs / "launcher.node0.log", 1)
+    assert_one_line_error(err, "rank 1", "SIGKILL", types=(WorkerFailed,))

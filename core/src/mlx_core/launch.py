@@ -276,14 +276,24 @@ _SUMMARY = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode
 
 
 def failure(run_dir: Path, launcher_log: Path, code: int) -> MlxError:
-    """The error of a failed job as one line: the first rank that reported an error (its
-    ``logs/rank-K.error.json``), else the rank torchrun saw die, else torchrun's last line."""
+    """The error of a failed job as one line. A rank killed by a signal other than SIGTERM
+    (SIGKILL, SIGSEGV: it could say nothing) is a cause, never a consequence, so it comes first;
+    else the first rank that reported an error (its ``logs/rank-K.error.json``: the peers of a
+    failed rank report later, or were stopped with SIGTERM); else torchrun's last line."""
+    text = launcher_log.read_text(errors="replace") if launcher_log.exists() else ""
     errors = []
     for path in (run_dir / LOGS).glob("rank-*.error.json"):
         try:
             errors.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
+    reported = {int(e.get("rank", -1)) for e in errors}
+    for rank, exitcode in _SUMMARY.findall(text):
+        sig = -int(exitcode)
+        if sig > 0 and sig != signal.SIGTERM and int(rank) not in reported:
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else ""
+            how = f"killed by signal {sig}{f' ({name})' if name else ''}"
+            return _mark_failed(run_dir, WorkerFailed(f"rank {rank} died ({how}); logs in {run_dir / LOGS}"))
     own = [e for e in errors if e.get("type") not in ("Terminated", "KeyboardInterrupt")] or errors
     if own:
         first = min(own, key=lambda e: (e.get("time", 0), e.get("rank", 0)))
@@ -291,17 +301,12 @@ def failure(run_dir: Path, launcher_log: Path, code: int) -> MlxError:
         err = WorkerFailed(f"rank {first['rank']} failed: {message} (logs in {run_dir / LOGS})")
         err.exit_code = int(first.get("exit_code", 1)) if first.get("user_error") else 1
         return _mark_failed(run_dir, err)
-    text = launcher_log.read_text(errors="replace") if launcher_log.exists() else ""
-    found = _SUMMARY.findall(text.rpartition("Root Cause")[2]) or _SUMMARY.findall(text)
+    found = _SUMMARY.findall(text.rpartition("Root Cause")[2])
     if found:
         rank, exitcode = found[0]
-        how = f"exit code {exitcode}"
-        if int(exitcode) < 0:
-            with_name = (
-                signal.Signals(-int(exitcode)).name if -int(exitcode) in signal.Signals._value2member_map_ else ""
-            )
-            how = f"killed by signal {-int(exitcode)}{f' ({with_name})' if with_name else ''}"
-        return _mark_failed(run_dir, WorkerFailed(f"rank {rank} died ({how}); logs in {run_dir / LOGS}"))
+        return _mark_failed(
+            run_dir, WorkerFailed(f"rank {rank} failed (exit code {exitcode}); logs in {run_dir / LOGS}")
+        )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     last = lines[-1] if lines else f"exit code {code}"
     return _mark_failed(run_dir, WorkerFailed(f"the launched job failed: {last[:300]} (see {launcher_log})"))
