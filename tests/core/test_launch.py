@@ -127,3 +127,15 @@ def test_a_failed_job_is_one_line_naming_the_first_rank_that_raised(tmp_path):
         {"rank": 0, "type": "RuntimeError", "message": "gloo: Read error", "user_error": False, "time": 1.0}))  # fmt: skip
     err = failure(tmp_path, logs / "launcher.node0.log", 1)
     assert_one_line_error(err, "rank 1", "SIGKILL", types=(WorkerFailed,))
+
+
+def test_a_user_error_in_every_rank_keeps_its_exit_code_and_message(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for rank, t in ((0, 1.0), (1, 1.5)):
+        (logs / f"rank-{rank}.error.json").write_text(json.dumps(
+            {"rank": rank, "type": "ConfigError", "message": "data.batch_size 63 is not divisible", "user_error": True,
+             "exit_code": 2, "time": t}))  # fmt: skip
+    err = failure(tmp_path, logs / "launcher.node0.log", 1)
+    assert err.exit_code == 2
+    assert_one_line_error(err, "rank 0 failed: data.batch_size 63 is not divisible", types=(WorkerFailed,))
