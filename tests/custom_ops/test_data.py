@@ -56,3 +56,19 @@ def test_valid_class_unknown_to_train_is_named(tmp_path):
     (tmp_path / "valid" / "7").mkdir()
     with pytest.raises(DataError, match=r"\['7'\]"):
         read_folder(tmp_path, 8)
+
+
+def test_the_paddle_backend_on_several_processes_is_one_line():
+    """The launcher's workers see world size > 1: the Paddle backend says in one line that its
+    CPU collectives are not supported here (custom_ops.config.check_distribution)."""
+    import pytest
+    from mlx_custom_ops.config import CustomOpsConfig, check_distribution
+
+    from mlx_core import ConfigError
+    from mlx_core.hostile import assert_one_line_error
+
+    check_distribution(CustomOpsConfig(), 1)
+    check_distribution(CustomOpsConfig.model_validate({"model": {"backend": "torch"}}), 2)
+    with pytest.raises(ConfigError) as err:
+        check_distribution(CustomOpsConfig(), 2)
+    assert_one_line_error(err.value, "model.backend='paddle'", "2 processes", "not supported")

@@ -34,9 +34,9 @@ TINY = [
 ]
 
 
-def run_cli(stage: str, runs_dir: Path, *overrides: str, extra: tuple[str, ...] = ()):
+def run_cli(stage: str, runs_dir: Path, *overrides: str, extra: tuple[str, ...] = (), env: dict | None = None):
     """``mlx run translation STAGE`` with TINY + overrides; returns the completed process."""
-    return stage_process("translation", stage, runs_dir, [*TINY, *overrides], *extra)
+    return stage_process("translation", stage, runs_dir, [*TINY, *overrides], *extra, env=env)
 
 
 def ok(proc) -> Manifest:

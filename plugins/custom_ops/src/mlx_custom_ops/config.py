@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mlx_core import Section
+from mlx_core import ConfigError, Section
 
 
 class DataConfig(Section):
@@ -88,3 +88,16 @@ class CustomOpsOptions(Section):
         "and out) under the run's torch model's 'backbone' with Involution layers (impl: custom_ops.involution, "
         "composite when keep)",
     )
+
+
+def check_distribution(cfg: CustomOpsConfig, world_size: int) -> None:
+    """One line when a launched run (``mlx run --nproc N``, ``ctx.dist.world_size`` > 1) asks
+    for the Paddle backend: Paddle's DataParallel (gloo on CPU) is set up by its own launcher
+    (``paddle.distributed.launch``: PADDLE_TRAINER_ENDPOINTS for every rank), not from the
+    environment torch.distributed.run gives the workers, so it is not supported here."""
+    if world_size > 1 and cfg.model.backend == "paddle":
+        raise ConfigError(
+            f"model.backend='paddle' on {world_size} processes: Paddle's CPU collectives are not supported by the "
+            "mlx launcher (Paddle's DataParallel needs paddle.distributed.launch); run it as one process "
+            "or set model.backend=torch"
+        )

@@ -144,6 +144,9 @@ def read_folder(root: str | Path, image_size: int) -> ImageData:
 
 
 def build(ctx) -> ImageData:
+    from .config import check_distribution
+
+    check_distribution(ctx.config, ctx.dist.world_size)  # before any work in every rank
     cfg = ctx.config.data
     if cfg.path:
         data = read_folder(cfg.path, cfg.image_size)

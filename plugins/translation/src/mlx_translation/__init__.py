@@ -52,5 +52,6 @@ def mlx_plugin():
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
+        distribute="hf-trainer",  # Seq2SeqTrainer's DDP from torchrun's environment
         core_api=">=1.2,<2",  # stage table
     )

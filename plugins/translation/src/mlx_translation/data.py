@@ -197,7 +197,7 @@ def load_corpus(ctx) -> Corpus:
             raise ConfigError(
                 f"the generated corpus is English/French only, got data.source_lang={src!r}, data.target_lang={tgt!r}; set data.path for other pairs"
             )
-        if not (ctx.resumed and corpus_path.exists()):
+        if not (reuses_files(ctx) and corpus_path.exists()):
             records = grammar.generate(cfg.size, seed=ctx.seed)
             with ctx.atomic_path(*CORPUS) as tmp:
                 tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
@@ -250,7 +250,28 @@ def tokenize(ctx, splits, tokenizer, prefix: str):
     return tokenized.remove_columns(["source_tokens", "target_tokens"]), counts
 
 
+def reuses_files(ctx) -> bool:
+    """Whether this process reads the corpus and tokenizer an earlier writer left: under
+    ``--from``, or as a later rank of a launched job on a node whose first rank wrote them."""
+    return ctx.resumed or ctx.dist.local_rank > 0
+
+
 def build(ctx) -> dict[str, Any]:
+    """The data stage. Launched on N processes (``mlx run --nproc N``), each node's first rank
+    builds it first and the node's other ranks then read its files (accelerate's
+    ``local_main_process_first``; the process group it starts is the one the Trainer uses)."""
+    if ctx.dist.world_size == 1:
+        return _build(ctx)
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    state = PartialState(cpu=ctx.device == "cpu", timeout=timedelta(seconds=ctx.dist.timeout_s))
+    with state.local_main_process_first():
+        return _build(ctx)
+
+
+def _build(ctx) -> dict[str, Any]:
     cfg = ctx.config.data
     if ctx.config.model.path:  # a wrong checkpoint folder fails before any data work
         from .model import check_folder

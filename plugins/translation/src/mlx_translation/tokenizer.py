@@ -86,7 +86,9 @@ def load_or_train_tokenizer(ctx, train_split, prefix: str):
         ctx.record("tokenizer", {"kind": "from model.path", "class": type(tok).__name__, "vocab": len(tok)})
         return tok
     folder = ctx.path(*("data", "tokenizer"))
-    if not (ctx.resumed and (folder / "tokenizer.json").exists()):
+    from .data import reuses_files
+
+    if not (reuses_files(ctx) and (folder / "tokenizer.json").exists()):
         src, tgt = cfg.data.source_lang, cfg.data.target_lang
         texts = [prefix + ex[src] for ex in train_split["translation"]] + [ex[tgt] for ex in train_split["translation"]]
         tok = train_unigram(texts, cfg.data.vocab_size)

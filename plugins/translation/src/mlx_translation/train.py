@@ -84,9 +84,16 @@ def make_callback(ctx, total_epochs: float):
                 row, step = self.pending
                 self.pending = None
                 kill_point(f"translation:before_log:{step}")  # test-only (mlx_core.faults)
-                ctx.log_metrics(row, step=step)
+                # resumed with another number of processes, the Trainer redoes part of an epoch
+                # (its step count per epoch changed): that epoch keeps the row logged first
+                log_once(ctx, row, step)
 
     return MlxCallback()
+
+
+def log_once(ctx, row: dict[str, float], step: int) -> None:
+    if step not in {r.get("step") for r in ctx.manifest.stage("train").get("history", [])}:
+        ctx.log_metrics(row, step=step)
 
 
 def epoch_row(metrics: dict[str, Any] | None, last_loss: float | None) -> dict[str, float] | None:
@@ -194,6 +201,10 @@ def make_trainer(ctx, data: dict[str, Any], model, lr: float, ckpt_dir):
         data_seed=ctx.seed,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # launched (mlx run --nproc N): DDP from torchrun's environment; a dead peer fails a
+        # collective after the launcher's timeout instead of 30 minutes
+        ddp_timeout=int(ctx.dist.timeout_s),
+        ddp_find_unused_parameters=False,
     )
     collator = DataCollatorForSeq2Seq(
         tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8 if fp16 else None
@@ -234,6 +245,20 @@ def log_checkpointed_epochs(ctx, checkpoint: str) -> None:
             logged.add(step)
 
 
+def forget_eval_preparation(trainer) -> None:
+    """Let ``trainer.train()`` wrap the model in DDP after an ``evaluate()``.
+
+    ``evaluate()`` before any training prepares the bare model with accelerate in evaluation
+    mode (no DDP) and marks it prepared; ``train()``'s ``accelerator.prepare`` then returns it
+    as it is, and each rank of a launched run trains its own copy without gradient sync (found
+    by this plugin's equal-weights test; transformers 5.24 / accelerate 1.15). One process: no-op."""
+    model = trainer.model
+    if trainer.args.world_size > 1 and getattr(model, "_is_accelerate_prepared", False):
+        model._is_accelerate_prepared = False
+        trainer.accelerator._models = [m for m in trainer.accelerator._models if m is not model]
+        trainer.model_wrapped = model
+
+
 def starting_point(ctx, trainer, ckpt_dir, test) -> tuple[str | None, float]:
     """(checkpoint to resume from or None, untrained BLEU): an earlier invocation's when this run
     resumes, else measured now and logged."""
@@ -250,8 +275,30 @@ def starting_point(ctx, trainer, ckpt_dir, test) -> tuple[str | None, float]:
             base = trainer.evaluate(eval_dataset=test, metric_key_prefix="untrained")
         untrained = float(base["untrained_bleu"])
         ctx.log_metrics({"bleu_untrained": untrained, "gen_len_untrained": float(base["untrained_gen_len"])})
+        forget_eval_preparation(trainer)
 
     return last, untrained
+
+
+def rank_rows(ctx, model, examples: int, seconds: float) -> list[dict[str, Any]]:
+    """Each rank's training examples/s and a sha256 of its weights, gathered on every rank of a
+    launched run (DDP keeps the replicas equal: equal digests show it); [] for one process."""
+    import hashlib
+
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return []
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    row = {"rank": ctx.dist.rank, "samples_per_s": examples / seconds if seconds else None,
+           "weights_sha256": digest.hexdigest()}  # fmt: skip
+    rows: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(rows, row)
+    return rows
 
 
 def run(ctx, data: dict[str, Any], model):
@@ -287,8 +334,14 @@ def run(ctx, data: dict[str, Any], model):
             )
             raise
     model = trainer.model
-    examples = (trainer.state.global_step - steps_before) * cfg.batch_size
+    examples = (trainer.state.global_step - steps_before) * cfg.batch_size  # this rank's
     final = trainer.evaluate(eval_dataset=test, metric_key_prefix="test")
+    ranks = rank_rows(ctx, model, examples, callback.train_seconds)  # a collective: every rank
+    if not ctx.dist.is_main:  # rank 0 records, plots and registers the checkpoint
+        return model
+    if ranks:
+        ctx.record_ranks(ranks)
+    examples *= ctx.dist.world_size
     bleu = float(final["test_bleu"])
     epoch_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
