@@ -111,8 +111,8 @@ def core_target(*extras: str, core: Path = ROOT / "core") -> str:
     return str(core) + (f"[{','.join(extras)}]" if extras else "")
 
 
-    # the slowest tests in every CI log: the 40-minute budget is kept by reading these
 def pytest(session: nox.Session, *paths: str) -> None:
+    # the slowest tests in every CI log: the 40-minute budget is kept by reading these
     code = session.run("pytest", "--durations=12", *paths, *session.posargs, success_codes=PYTEST_OK)
     if code == 5:
         session.warn(f"no tests collected in {paths}")
