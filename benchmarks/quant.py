@@ -32,6 +32,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from goals import derive
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -307,6 +310,11 @@ def plot(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def print_goals(goals: list[dict[str, Any]]) -> None:
+    for g in goals:
+        print(f"{g['goal']}: {g['ratio']} (target {g['target']}) " + ("met" if g["met"] else f"NOT met: {g['reason']}"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=128)
@@ -364,12 +372,6 @@ def main() -> None:
             t.add_row(n, f"{r['linear_weight_ratio']:.3f}", f"{r['footprint_bytes'] / 1e6:.2f}", f"{r['perplexity']:.3f}",
                       f"{r['max_abs_logit_diff_vs_fp32']:.3g}", f"{r['latency_ms']:.1f}", f"{r['latency_median_ms']:.1f}")  # fmt: skip
         console.print(t)
-        rows = res["lm"]["rows"]
-        res["goals"] = {
-            "int8_linear_ratio<=0.3": rows["bnb int8"]["linear_weight_ratio"] <= 0.3,
-            "nf4_linear_ratio<=0.2": rows["bnb nf4"]["linear_weight_ratio"] <= 0.2,
-            "fp4_linear_ratio<=0.2": rows["bnb fp4"]["linear_weight_ratio"] <= 0.2,
-        }
     if "seg" in res:
         t = Table(title=f"segmentation stand-in ({res['seg']['config']})")
         for c in (
@@ -388,10 +390,8 @@ def main() -> None:
             t.add_row(n, f"{r['size_bytes'] / 1e3:.1f}", f"{r['size_ratio_vs_fp32_pte']:.3f}", f"{q.get('quantized', float('nan')):.4f}",
                       f"{q.get('argmax_agreement', float('nan')):.4f}", f"{r['latency_ms']:.2f}", f"{r['latency_median_ms']:.2f}", f"{r['speedup_vs_fp32_pte']:.2f}")  # fmt: skip
         console.print(t)
-        res.setdefault("goals", {})["pt2e_static_faster_than_fp32_pte"] = (
-            res["seg"]["rows"]["PT2E int8 static ExecuTorch"]["speedup_vs_fp32_pte"] > 1
-        )
-    console.print(f"goals: {res.get('goals')}")
+    res["goals"] = derive("quant", res)  # benchmarks/goals.py: ratio, target, met, reason
+    print_goals(res["goals"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quant.json").write_text(json.dumps(res, indent=2) + "\n")
     if "lm" in res and "seg" in res:
