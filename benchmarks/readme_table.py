@@ -76,7 +76,10 @@ def main() -> None:
     wanted = with_table(current, table())
     if args.check:
         if current != wanted:
-            print("README.md's Measured table differs from benchmarks/results: run benchmarks/readme_table.py", file=sys.stderr)
+            print(
+                "README.md's Measured table differs from benchmarks/results: run benchmarks/readme_table.py",
+                file=sys.stderr,
+            )
             raise SystemExit(1)
         return
     README.write_text(wanted)
