@@ -157,9 +157,10 @@ def input_sizes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int]]
 
 
 def rewrite(model: nn.Module, x: torch.Tensor, max_work: float = MAX_WORK) -> tuple[nn.Module, list[Rewrite]]:
-    """A copy of ``model`` for inputs of ``x``'s size, with every dilated convolution that reads
-    mostly padding rewritten (centre tap alone, or sparse taps where that leaves at most
-    ``max_work`` of the work), and the list of what was rewritten. ``model`` is left as it was."""
+    """A copy of ``model`` for inputs of ``x``'s size, with every convolution that reads only padding
+    off its centre rewritten to its centre tap, and every dilated one whose taps leave at most
+    ``max_work`` of the work to sparse taps; and the list of what was rewritten. ``model`` is left
+    as it was."""
     out = copy.deepcopy(model).eval()
     done: list[Rewrite] = []
     for name, size in input_sizes(out, x).items():
@@ -169,7 +170,7 @@ def rewrite(model: nn.Module, x: torch.Tensor, max_work: float = MAX_WORK) -> tu
         share = work(conv, size)
         if padding_only(conv, size):
             new, kind = centre_tap(conv), "centre tap"
-        elif share <= max_work:
+        elif share <= max_work and max(conv.dilation) > 1:  # undilated convs on tiny maps: not worth the ops
             new, kind = SparseTaps(conv, size), "sparse taps"
         else:
             continue
