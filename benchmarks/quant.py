@@ -32,6 +32,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from goals import derive
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -157,6 +160,48 @@ def bench_lm(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
                        "vocab": 256, "seq_len": args.seq_len, "eval_windows": int(len(eval_w)),
                        "latency_batch": list(batch.shape), "train_steps": args.train_steps, "trained": trained},
             "rows": rows}  # fmt: skip
+
+
+def bench_goal5(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
+    """Issue 20 goal 5: latency at hidden >= 1024, batch 64 (random weights: latency only), cases
+    interleaved: fp32 eager, bitsandbytes int8 (LLM.int8() through transformers, bitsandbytes' CPU
+    backend), torchao int8 dynamic + torch.compile (and fp32 + torch.compile for reference)."""
+    import torch
+    from mlx_quant.config import ModelConfig
+    from mlx_quant.model import create_default_model, load_model, quiet
+    from mlx_quant.ptq import torchao_quantize
+
+    quiet()
+    h = args.goal_hidden
+    base = ModelConfig(hidden_size=h, layers=1, ffn_dim=4 * h, heads=max(1, h // 64), load_in_8bit=False)
+    folder = create_default_model(work / "lm-goal5", base, seed=0)
+    batch = torch.randint(0, 256, (64, args.goal_seq_len), generator=torch.Generator().manual_seed(0))
+    models: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models["fp32"] = load_model(folder, base, "cpu", quantized=False).eval()
+        models["bnb int8"] = load_model(folder, base.model_copy(update={"load_in_8bit": True}), "cpu", quantized=True)
+        q, _ = torchao_quantize(load_model(folder, base, "cpu", quantized=False).eval(), "int8_dynamic")
+        compiled = {"torchao int8 dynamic + compile": torch.compile(q), "fp32 + compile": torch.compile(models["fp32"])}
+        with torch.no_grad():
+            ref = models["fp32"](input_ids=batch).logits
+            for name, m in compiled.items():
+                t0 = time.perf_counter()
+                m(input_ids=batch)  # compiles
+                log(f"goal 5: {name} compiled in {time.perf_counter() - t0:.1f}s")
+            models.update(compiled)
+            diffs = {n: float((m(input_ids=batch).logits - ref).abs().max()) for n, m in models.items()}
+            times: dict[str, list[float]] = {n: [] for n in models}
+            for _ in range(args.goal_repeats):  # interleaved: one call of each per round
+                for name, m in models.items():
+                    t0 = time.perf_counter()
+                    m(input_ids=batch)
+                    times[name].append((time.perf_counter() - t0) * 1000)
+    rows = {n: {"latency_median_ms": statistics.median(t), "latency_ms": min(t), "max_abs_logit_diff_vs_fp32": diffs[n]}
+            for n, t in times.items()}  # fmt: skip
+    log(f"goal 5: {rows}")
+    return {"config": {"hidden": h, "ffn": 4 * h, "layers": 1, "batch": list(batch.shape), "repeats": args.goal_repeats,
+                       "threads": torch.get_num_threads()}, "rows": rows}  # fmt: skip
 
 
 # --- segmentation ---------------------------------------------------------------------------------
@@ -307,6 +352,26 @@ def plot(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def print_goals(goals: list[dict[str, Any]]) -> None:
+    for g in goals:
+        print(f"{g['goal']}: {g['ratio']} (target {g['target']}) " + ("met" if g["met"] else f"NOT met: {g['reason']}"))
+
+
+def run_sections(args: argparse.Namespace, res: dict[str, Any], log: Any) -> None:
+    """Run the sections not skipped; a skipped one keeps the figures of the run that measured it."""
+    benches = {"lm": bench_lm, "seg": bench_seg, "goal5": bench_goal5}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, bench in benches.items():
+            if name not in args.skip:
+                res[name] = bench(args, Path(tmp), log)
+    previous = args.out / "quant.json"
+    old = json.loads(previous.read_text()) if args.skip and previous.exists() else {}
+    for section in args.skip:
+        if section in old:
+            res[section] = old[section]
+            res.setdefault("carried_over", []).append(section)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=128)
@@ -323,7 +388,10 @@ def main() -> None:
     p.add_argument("--calibration", type=int, default=8)
     p.add_argument("--repeats", type=int, default=10, help="timed LM forward passes (best of N reported)")
     p.add_argument("--seg-repeats", type=int, default=20, help="timed segmentation forward passes")
-    p.add_argument("--skip", choices=["lm", "seg"], action="append", default=[])
+    p.add_argument("--goal-hidden", type=int, default=1024, help="issue 20 goal 5: hidden size of the latency case")
+    p.add_argument("--goal-seq-len", type=int, default=16)
+    p.add_argument("--goal-repeats", type=int, default=7)
+    p.add_argument("--skip", choices=["lm", "seg", "goal5"], action="append", default=[])
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
 
@@ -342,11 +410,7 @@ def main() -> None:
             res["host"][dist] = version(dist)
         except PackageNotFoundError:
             res["host"][dist] = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if "lm" not in args.skip:
-            res["lm"] = bench_lm(args, Path(tmp), console.log)
-        if "seg" not in args.skip:
-            res["seg"] = bench_seg(args, Path(tmp), console.log)
+    run_sections(args, res, console.log)
 
     if "lm" in res:
         t = Table(title=f"LM (OPT-style, {res['lm']['config']}")
@@ -364,12 +428,6 @@ def main() -> None:
             t.add_row(n, f"{r['linear_weight_ratio']:.3f}", f"{r['footprint_bytes'] / 1e6:.2f}", f"{r['perplexity']:.3f}",
                       f"{r['max_abs_logit_diff_vs_fp32']:.3g}", f"{r['latency_ms']:.1f}", f"{r['latency_median_ms']:.1f}")  # fmt: skip
         console.print(t)
-        rows = res["lm"]["rows"]
-        res["goals"] = {
-            "int8_linear_ratio<=0.3": rows["bnb int8"]["linear_weight_ratio"] <= 0.3,
-            "nf4_linear_ratio<=0.2": rows["bnb nf4"]["linear_weight_ratio"] <= 0.2,
-            "fp4_linear_ratio<=0.2": rows["bnb fp4"]["linear_weight_ratio"] <= 0.2,
-        }
     if "seg" in res:
         t = Table(title=f"segmentation stand-in ({res['seg']['config']})")
         for c in (
@@ -388,10 +446,8 @@ def main() -> None:
             t.add_row(n, f"{r['size_bytes'] / 1e3:.1f}", f"{r['size_ratio_vs_fp32_pte']:.3f}", f"{q.get('quantized', float('nan')):.4f}",
                       f"{q.get('argmax_agreement', float('nan')):.4f}", f"{r['latency_ms']:.2f}", f"{r['latency_median_ms']:.2f}", f"{r['speedup_vs_fp32_pte']:.2f}")  # fmt: skip
         console.print(t)
-        res.setdefault("goals", {})["pt2e_static_faster_than_fp32_pte"] = (
-            res["seg"]["rows"]["PT2E int8 static ExecuTorch"]["speedup_vs_fp32_pte"] > 1
-        )
-    console.print(f"goals: {res.get('goals')}")
+    res["goals"] = derive("quant", res)  # benchmarks/goals.py: ratio, target, met, reason
+    print_goals(res["goals"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quant.json").write_text(json.dumps(res, indent=2) + "\n")
     if "lm" in res and "seg" in res:

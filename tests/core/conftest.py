@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,4 +46,7 @@ def fake_distribution(site, dist: str, version: str, entry_points: dict[str, str
 
 
 os.environ.pop("MLX_LOAD_PLUGINS", None)
+# the tests' `mlx` subprocesses share one plugin cache of their own, never the user's
+os.environ["MLX_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlx-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MLX_CACHE_DIR"], True)
 os.environ.pop("MLX_TRACE_PLUGINS", None)

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pluggy
@@ -69,8 +69,15 @@ class PluginRecord:
         return bool(self.info and key in self.info.table) or f"mlx_{key}" in self.answering
 
     def as_dict(self) -> dict[str, Any]:
+        """The row ``mlx plugins list --json`` prints (and its cache stores): every field of the
+        description, read generically (a field added to ``PluginInfo`` shows up unasked), then
+        the record's own fields."""
+        from .plugin_cache import jsonable
+
         info = self.info
+        described = {f.name: None for f in fields(PluginInfo)} | (jsonable(info) if info else {})
         return {
+            **described,
             "name": self.name,
             "version": self.version,
             "status": self.status,

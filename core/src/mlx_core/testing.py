@@ -389,11 +389,11 @@ HEAVY_IMPORT_SECONDS = 0.3
 def import_seconds(*argv: str, env: dict[str, str] | None = None) -> dict[str, float]:
     """Seconds each top-level package's own modules took to import during ``mlx ARGV`` in a fresh
     interpreter (``python -X importtime``: self times, so a package importing torch is not charged
-    for torch)."""
+    for torch). The plugin cache is off: this measures what loading the plugins imports."""
     code = _IMPORTS_SNIPPET.format(argv=list(argv))
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {}), "MLX_PLUGIN_CACHE": "0"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     seconds: dict[str, float] = {}

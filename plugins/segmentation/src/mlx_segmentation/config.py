@@ -87,6 +87,11 @@ class ExportConfig(Section):
         0.999, ge=0, le=1, description="parity: smallest allowed fraction of pixels with the same argmax class"
     )
     opset: int = Field(18, ge=13, le=23, description="ONNX opset version")
+    rewrite_padding_taps: bool = Field(
+        True,
+        description="exported models only (their input size is fixed): dilated convolutions whose taps read "
+        "mostly zero padding at that size are rewritten exactly (centre tap, border slices); see padding_taps.py",
+    )
 
     @field_validator("formats")
     @classmethod

@@ -18,6 +18,7 @@ from mlx_core import RunContext, StageFailed, atomic_write_json
 
 from .data import MEAN, STD, SegData, load_image
 from .model import LogitsOnly
+from .padding_taps import rewrite as rewrite_padding_taps
 from .predict import mask_image, overlay, segment
 from .runtimes import RUNTIME, artifact_name, load
 
@@ -91,6 +92,14 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
     with torch.no_grad():
         reference = net(x).numpy()
     eager_mask = reference[0].argmax(0)
+    rewrites: list[dict[str, Any]] = []
+    if cfg.rewrite_padding_taps:  # exact at this fixed input size; parity below compares with the original
+        net, done = rewrite_padding_taps(net, x)
+        rewrites = [r.as_dict() for r in done]
+        for r in done:
+            ctx.log(
+                f"[export] {r.module}: {r.kind} (dilation {r.dilation[0]} on a {r.map_size[0]}x{r.map_size[1]} map, {r.work:.0%} of the work)"
+            )
 
     results: dict[str, dict[str, Any]] = {}
     runners = {}
@@ -135,6 +144,7 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
         "classes": data.classes,
         "trained": ctx.manifest.data.get("records", {}).get("trained", False),
         "parity": {fmt: {k: r[k] for k in ("max_abs_diff", "mask_agreement")} for fmt, r in results.items()},
+        "rewrites": rewrites,
     }
     info_path = atomic_write_json(ctx.path("export", "model_info.json"), info)
     ctx.add_artifact(info_path, kind="metadata")
@@ -151,6 +161,7 @@ def export(ctx: RunContext, data: SegData, model: nn.Module) -> dict[str, Any]:
         ctx.path("export", "sample_overlay.png"), kind="overlay", computed_by=shown, image=str(sample.image)
     )
     ctx.record("export_parity", json.loads(json.dumps(info["parity"])))
+    ctx.record("padding_tap_rewrites", rewrites)
     ctx.record("eager_sample_classes", sorted(int(c) for c in np.unique(eager_mask)))
     check(results, cfg.max_abs_diff, cfg.min_agreement)
     return results
