@@ -29,7 +29,7 @@ def test_readme_block_is_generated_from_the_results_and_met_is_computed():
     assert readme_table.with_table(readme, block) == readme
     rows = 0
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
-        for g in readme_table.goals_in(json.loads(path.read_text())):
+        for g in readme_table.goals_of(json.loads(path.read_text())):
             rows += 1
             # met follows from ratio and target (never typed), and a missed goal says why
             assert goals.goal(g["goal"], g["ratio"], g["target"])["met"] == g["met"], (path.name, g)
