@@ -51,7 +51,7 @@ def test_early_stopping_bf16_and_checkpoints_of_one_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-002.pt", "epoch-003.pt"]
     state = torch.load(tmp_path / "checkpoints" / "epoch-003.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "trainer", "rng", "history", "step", "early_stopping"} <= set(state)
-    assert state["trainer"]["epoch"] == 3 and state["step"] == 12
+    assert state["trainer"]["iteration"] == 3 * 8 and state["step"] == 12
     assert 0 < result.last["accuracy"] <= 1
     # the schedule is torch's: warm-up ramps the rate, the cosine takes it towards 0
     assert 0 < result.history[-1]["lr"] < 1e-2
@@ -81,7 +81,7 @@ def test_two_gloo_processes_under_torchrun_end_with_the_same_weights(tmp_path):
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "tests.torch.toy", str(tmp_path / "run"), str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2],
     )  # fmt: skip

@@ -226,7 +226,9 @@ class _Run:
         def score(_: Engine) -> float:
             return float(self.history.rows[-1][metric])
 
-        return EarlyStopping(es.patience, score, trainer, threshold=es.min_delta, mode=es.mode)
+        stopper = EarlyStopping(es.patience, score, trainer, threshold=es.min_delta, mode=es.mode)
+        stopper.logger.setLevel(logging.WARNING)  # its INFO line has its own stderr handler; ours is below
+        return stopper
 
     def _check_stop_metric(self) -> None:
         metric = self.cfg.early_stopping.metric
