@@ -130,35 +130,25 @@ def memory_bench(n_tables: int, rows: int, dim: int) -> dict:
 
 # --- training throughput ----------------------------------------------------------------------
 def train_bench(nproc: int, sharding: str, data_dir: Path, examples: int, epochs: int) -> dict:
-    from mlx_recsys import data as D
-    from mlx_recsys.config import RecsysConfig
-    from mlx_recsys.sample import generate_click_log
-    from mlx_recsys.train import launch
+    """`mlx run recsys train --nproc N` (the core launcher) on the same generated log."""
+    import subprocess
+    import sys
 
-    cfg = RecsysConfig.model_validate(
-        {
-            "data": {"examples": examples, "batch_size": 512},
-            "train": {
-                "nproc": nproc, "epochs": epochs, "allow_oversubscribe": True,
-                "sharding": {"product_table": sharding, "user_table": sharding, "category_table": "table_wise"},
-            },
-        }
-    )  # fmt: skip
-    tsv = data_dir / "clicks.tsv"
-    if not tsv.exists():
-        generate_click_log(tsv, examples, cfg.data.users, cfg.data.products, cfg.data.categories, 0)
-    schema = D.Schema.from_config(cfg)
-    n_good = sum(1 for _ in D.read_tsv(tsv, schema))
-    n_train, n_val = D.split_counts(n_good, cfg.data.val_fraction)
-    spec = {"path": str(tsv), "schema": vars(schema), "on_bad_line": "error", "val_fraction": cfg.data.val_fraction,
-            "n_train": n_train, "n_val": n_val}  # fmt: skip
-    run_dir = data_dir / f"run_{nproc}_{sharding}"
-    (run_dir / "train").mkdir(parents=True, exist_ok=True)
+    shard = f'{{product_table="{sharding}",user_table="{sharding}",category_table="table_wise"}}'
+    sets = [f"data.examples={examples}", "data.batch_size=512", f"train.epochs={epochs}",
+            "train.allow_oversubscribe=true", f"train.sharding={shard}"]  # fmt: skip
+    runs = data_dir / f"runs_{nproc}_{sharding}"
+    cmd = [sys.executable, "-m", "mlx_core", "run", "recsys", "train", "--runs-dir", str(runs), "--device", "cpu",
+           "--nproc", str(nproc), *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     t0 = time.perf_counter()
-    res = launch(cfg, spec, run_dir, resume=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
-    last = res["history"][-1]
-    plan = {k: v["sharding_type"] for k, v in res["plan"].items()}
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    m = json.loads((run_dir / "run.json").read_text())
+    last = m["stages"]["train"]["history"][-1]
+    plan = {k: v["sharding_type"] for k, v in m["records"]["sharding_plan"].items()}
     return {"nproc": nproc, "sharding": sharding, "examples_per_s": last["examples_per_s"], "val_auc": last["val_auc"],
             "wall_s": wall, "plan": plan}  # fmt: skip
 

@@ -31,8 +31,10 @@ def mlx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return cli(*args, timeout=timeout)
 
 
-def run(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return stage_process("recsys", stage, runs_dir, sets, *extra, device=DEVICE, timeout=600)
+def run(
+    stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return stage_process("recsys", stage, runs_dir, sets, *extra, device=DEVICE, env=env, timeout=600)
 
 
 def run_ok(stage: str, runs_dir: Path, *sets: str, extra: tuple[str, ...] = ()) -> tuple[Path, dict]:
@@ -47,15 +49,17 @@ def line(label: str = "1", ints: list[str] | None = None, cats: list[str] | None
     return "\t".join([label, *ints, *cats]) + "\n"
 
 
-# 2 gloo processes (elastic launcher) with planner constraints; the 1-process path is the resume test's
+# 2 gloo processes (the core launcher: torch.distributed.run) with planner constraints; the
+# 1-process path is the resume test's
 TWO_PROCESSES = [
-    "train.nproc=2", "train.allow_oversubscribe=true",
+    "train.allow_oversubscribe=true",
     'train.sharding={product_table="row_wise",user_table=["column_wise"]}',
-]  # fmt: skip
+]
+NPROC_2 = ("--nproc", "2")
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> tuple[Path, dict]:
     """One tiny 2-process run through export, shared by the tests that inspect its outputs."""
     runs = tmp_path_factory.mktemp("runs")
-    return run_ok("export", runs, *TINY, *TWO_PROCESSES, "train.epochs=2", "data.examples=6000")
+    return run_ok("export", runs, *TINY, *TWO_PROCESSES, "train.epochs=2", "data.examples=6000", extra=NPROC_2)

@@ -63,8 +63,9 @@ def test_missing_data_file(tmp_path):
         ('train.sharding={nosuch_table="table_wise"}', "'nosuch_table'"),
         ('train.sharding={user_table="diagonal"}', "'diagonal'"),
         ('train.sharding={user_table=["row_wise","bogus"]}', "'bogus'"),
-        ("train.nproc=64", "train.nproc=64"),
-        ("train.nnodes=3:1", "'3:1'"),
+        # the launch moved to the core launcher: the old keys say where it went
+        ("train.nproc=2", "--nproc"),
+        ("train.nnodes=3:1", "--nnodes"),
     ],
 )
 def test_bad_config(tmp_path, setting, fragment):

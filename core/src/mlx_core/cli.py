@@ -253,19 +253,55 @@ def run_cmd(
         Optional[list[str]],
         typer.Option("--track", help="Send the run to a tracker: mlflow[=URI], tensorboard (repeatable; opt-in)."),
     ] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Worker processes per node (torchrun).")] = None,
+    nnodes: Annotated[Optional[str], typer.Option("--nnodes", help="Nodes: N or MIN:MAX (elastic).")] = None,
+    node_rank: Annotated[Optional[int], typer.Option("--node-rank", help="This node's rank (0..N-1).")] = None,
+    rdzv_endpoint: Annotated[
+        Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the c10d rendezvous (several nodes).")
+    ] = None,
+    rdzv_id: Annotated[Optional[str], typer.Option("--rdzv-id", help="Job id, the same on every node.")] = None,
+    max_restarts: Annotated[
+        Optional[int], typer.Option("--max-restarts", help="Restarts of the worker group after a failure.")
+    ] = None,
 ) -> None:
-    """Run PLUGIN's stages (data, model, train, export) up to STAGE."""
+    """Run PLUGIN's stages (data, model, train, export) up to STAGE (on N processes / M nodes with --nproc, --nnodes)."""
+    from .launch import spec_for
     from .plugins import Registry
     from .runner import run
+    from .runs import Manifest
     from .tracking import observers
 
+    given = {
+        k: v for k, v in dict(nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint,
+                              rdzv_id=rdzv_id, max_restarts=max_restarts).items() if v is not None
+    }  # fmt: skip
+    spec = spec_for(config, given)
     registry = Registry()
+    if spec.distributed:
+        from .launch import run_launched
+
+        run_dir = run_launched(
+            registry, plugin, stage, spec, config_file=config, overrides=set_ or [], device=device,
+            runs_dir=runs_dir, from_dir=from_, profile=profile, track=track or [], command=sys.argv, console=err,
+        )  # fmt: skip
+        if not (run_dir / "run.json").exists():
+            err.print(f"rank 0 ran on another node: its node keeps run.json; this node kept {run_dir / 'logs'}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+            print(run_dir)
+            return
+        _summary(plugin, Manifest.load(run_dir))
+        return
     warn = lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
     manifest = run(
         registry, plugin, stage, config_file=config, overrides=set_ or [], device=device,
         runs_dir=runs_dir, from_dir=from_, profile=profile, console=err, command=sys.argv,
         observers=observers(track or [], registry, warn),
     )  # fmt: skip
+    _summary(plugin, manifest)
+
+
+def _summary(plugin: str, manifest) -> None:
+    """The finished run's stage table, metrics and notes; its directory as the last stdout line."""
     d = manifest.data
     table = Table("stage", "status", "seconds", title=f"{plugin}: {manifest.run_dir}", title_justify="left")
     for name, s in d["stages"].items():

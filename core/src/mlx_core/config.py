@@ -214,6 +214,8 @@ def resolve(
     sources: dict[str, str] = {}
     if file is not None:
         loaded = load_toml(file)
+        if "launch" not in model.model_fields:  # the core's [launch] table (mlx_core.launch), not the plugin's
+            loaded.pop("launch", None)
         tree = merge(tree, loaded)
         sources.update({k: f"config file {file}" for k in loaded})
     for item in overrides:

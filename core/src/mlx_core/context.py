@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from .dist import DistInfo
 from .errors import RunError
 from .runs import Manifest, atomic_dir, atomic_path
 
@@ -42,6 +43,11 @@ class RunContext:
     registry: the ``Registry`` running this stage (``ctx.examples`` asks it).
     observers: ``mlx_core.observers.RunObserver`` objects that hear every ``log_metrics`` call
               (trackers, a sweep's pruner); the runner fills it.
+    dist:     where this process stands in a launched job (``mlx_core.dist.DistInfo``: ``rank``,
+              ``world_size``, ``local_rank``, ``local_world_size``, ``node_rank``, ``is_main``,
+              ``timeout_s`` for the process group); one process: rank 0 of 1. Only
+              ``ctx.dist.is_main`` writes checkpoints and artifacts (other ranks' manifest is
+              kept in memory, never written).
     """
 
     plugin: str
@@ -59,6 +65,7 @@ class RunContext:
     output_dir: Path | None = None
     observers: list[Any] = field(default_factory=list)
     registry: Any = None
+    dist: DistInfo = field(default_factory=DistInfo.from_env)
 
     def __post_init__(self) -> None:
         # absolute, like every path ctx.path() returns: p.relative_to(ctx.run_dir) always works
@@ -128,6 +135,19 @@ class RunContext:
     def add_artifact(self, path: str | os.PathLike, kind: str = "file", **info: Any) -> dict[str, Any]:
         """Register a finished file (size and sha256 go into the manifest) and return its entry."""
         return self.manifest.add_artifact(self.stage, Path(path), kind=kind, **info)
+
+    def record_ranks(self, rows: list[dict[str, Any]]) -> None:
+        """Per-rank facts of a launched run, gathered by the plugin on rank 0 (its framework's
+        ``all_gather_object``): one dict per rank with ``rank`` and ``samples_per_s`` (and any
+        more, e.g. ``weights_sha256``). ``run.json`` keeps them as ``launch.ranks`` and the sum
+        as ``launch.samples_per_s``. Ignored on other ranks (API 1.3)."""
+        if not self.dist.is_main:
+            return
+        rows = sorted((dict(r) for r in rows), key=lambda r: int(r.get("rank", 0)))
+        launch = self.manifest.data.setdefault("launch", {"world_size": self.dist.world_size})
+        launch["ranks"] = rows
+        launch["samples_per_s"] = sum(float(r.get("samples_per_s") or 0) for r in rows)
+        self.manifest.save()
 
     def record(self, key: str, value: Any) -> None:
         """Record a fact about the run in the manifest (e.g. ``trained=False``, a sharding plan)."""

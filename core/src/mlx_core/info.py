@@ -20,6 +20,8 @@ _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za
 HARDWARE: tuple[str, ...] = ("cpu", "cuda")
 Profiler = Literal["auto", "torch", "paddle", "none"]
 PROFILERS: tuple[str, ...] = ("auto", "torch", "paddle", "none")
+#: how a plugin's training distributes under ``mlx run --nproc N`` (see mlx_core.launch)
+DISTRIBUTE: tuple[str, ...] = ("none", "torch-ddp", "torchrec-dmp", "hf-trainer", "paddle")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class PluginInfo:
                if ``requires`` names torch, else ``paddle`` if it names paddle, else ``none``;
                resolved when the description is built.
     version:   its version; ``None`` means: read it from the installed distribution.
+    distribute: how its stages run on many processes under ``mlx run --nproc N --nnodes M``
+               (API 1.3): ``none`` (one process only: the launcher refuses), ``torch-ddp``
+               (torch.distributed / ignite.distributed from torchrun's environment),
+               ``torchrec-dmp`` (DistributedModelParallel), ``hf-trainer`` (transformers'
+               Trainer) or ``paddle`` (paddle.distributed).
     """
 
     name: str
@@ -61,6 +68,7 @@ class PluginInfo:
     requires: tuple[str, ...] = ()
     profiler: Profiler = "auto"
     version: str | None = None
+    distribute: str = "none"
     extra: dict = field(default_factory=dict)
     table: dict[str, str] = field(default_factory=dict, init=False, compare=False, hash=False)
 
@@ -78,6 +86,13 @@ class PluginInfo:
             kind = next((lib for lib in ("torch", "paddle") if lib in self.requires), "none")
             object.__setattr__(self, "profiler", kind)
 
+    def _choice_problems(self) -> list[str]:
+        return [
+            f"{attr} {getattr(self, attr)!r}; expected one of {list(allowed)}"
+            for attr, allowed in (("profiler", PROFILERS), ("distribute", DISTRIBUTE))
+            if getattr(self, attr) not in allowed
+        ]
+
     def problems(self) -> list[str]:
         """Contract violations of this description (empty when it is valid)."""
         out: list[str] = []
@@ -92,8 +107,7 @@ class PluginInfo:
         for key, target in self.table.items():
             if not isinstance(target, str) or not _TARGET.match(target):
                 out.append(f"stage table entry {key!r} is {target!r}; expected 'package.module:function'")
-        if self.profiler not in PROFILERS:
-            out.append(f"profiler {self.profiler!r}; expected one of {list(PROFILERS)}")
+        out += self._choice_problems()
         bad = [h for h in self.hardware if h not in HARDWARE]
         if bad or not self.hardware:
             out.append(f"hardware {list(self.hardware)}; expected a non-empty subset of {list(HARDWARE)}")

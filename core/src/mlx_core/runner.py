@@ -16,12 +16,23 @@ from rich.console import Console
 from . import __version__
 from . import config as cfgmod
 from .context import RunContext, make_progress
+from .dist import DistInfo
 from .errors import DeviceError, MlxError, PluginError, Pruned, RunError, Terminated, UsageError
 from .hardware import has_cuda
 from .info import STAGES
 from .plugins import PluginRecord, Registry, api_version
 from .profiling import profile_stage
-from .runs import Manifest, declared_versions, loaded_versions, new_run_dir, now_iso, run_lock, sweep_partial_files
+from .runs import (
+    MANIFEST,
+    Manifest,
+    RankManifest,
+    declared_versions,
+    loaded_versions,
+    new_run_dir,
+    now_iso,
+    run_lock,
+    sweep_partial_files,
+)  # fmt: skip
 
 
 def resolve_device(requested: str, rec: PluginRecord) -> str:
@@ -66,17 +77,81 @@ def run(
     console: Console | None = None,
     command: list[str] | None = None,
     observers: list[Any] | None = None,
+    run_dir: str | Path | None = None,
+    launch: dict[str, Any] | None = None,
 ) -> Manifest:
     """Run ``plugin``'s stages up to ``stage``; returns the final manifest.
 
     ``observers`` (``mlx_core.observers.RunObserver``) hear the start, every ``ctx.log_metrics``
-    call and the end with the run's status."""
-    observers = list(observers or [])
+    call and the end with the run's status. ``run_dir`` and ``launch`` come from a launched
+    worker (``mlx_core.worker``): the directory every rank agreed on and what ``run.json``
+    records of the launch. On ranks other than 0 (``ctx.dist``) the manifest is kept in memory
+    only, no lock is taken and the export stage is left to rank 0."""
+    dist = DistInfo.from_env()
+    observers = list(observers or []) if dist.is_main else []
     if os.environ.get("MLX_SWEEP_STUDY"):  # this run is a trial of `mlx sweep`: report to its pruner
         from .sweep import trial_observer
 
         observers += [o for o in (trial_observer(),) if o is not None]
     console = console or Console(stderr=True)
+    # a rank on another node may not have the earlier run.json: it then runs on the job's config
+    rec, earlier, dev, cfg, options = prepare(
+        registry, plugin, stage, config_file=config_file, overrides=overrides, device=device,
+        from_dir=from_dir if dist.is_main or (from_dir and (Path(from_dir) / MANIFEST).exists()) else None,
+    )  # fmt: skip
+
+    # absolute: ctx.path() resolves its paths, so plugins may take them relative_to(ctx.run_dir)
+    # whatever --runs-dir (default: "runs", relative to the working directory) was given
+    if run_dir is not None:
+        run_dir = Path(run_dir).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = (Path(from_dir) if from_dir is not None else new_run_dir(Path(runs_dir), plugin)).resolve()
+    with run_lock(run_dir) if dist.is_main else contextlib.nullcontext():
+        manifest = _manifest(run_dir, rec, stage, command, console, earlier, dist)
+        if launch is not None:
+            manifest.data["launch"] = {**manifest.data.get("launch", {}), **launch, "world_size": dist.world_size}
+            manifest.data["launch"].pop("error", None)
+        manifest.data.update(
+            device=dev,
+            target=stage,
+            config=cfg.model_dump(mode="json") if cfg is not None else {},
+            options={k: v.model_dump(mode="json") for k, v in options.items()},
+        )
+        manifest.save()
+        for observer in observers:
+            observer.start(manifest)
+        todo = [s for s in STAGES[: STAGES.index(stage) + 1] if dist.is_main or s != "export"]
+        console.print(f"run {run_dir}", highlight=False, soft_wrap=True)
+        outputs: dict[str, Any] = {"data": None, "model": None}
+        with make_progress(console) as bar:
+            ctx = RunContext(
+                plugin=plugin, stage=todo[0], target=stage, config=cfg, device=dev, run_dir=run_dir,
+                manifest=manifest, resumed=from_dir is not None, profile=profile,
+                option_values=options, console=console, progress_bar=bar, observers=observers,
+                registry=registry, dist=dist,
+            )  # fmt: skip
+            _run_stages(registry, rec, ctx, todo, outputs, bar)
+        manifest.data["status"] = "completed"
+        manifest.save()
+        for observer in observers:
+            observer.end(manifest, "completed")
+    return manifest
+
+
+def prepare(
+    registry: Registry,
+    plugin: str,
+    stage: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    device: str = "auto",
+    from_dir: str | Path | None = None,
+) -> tuple[PluginRecord, Manifest | None, str, Any, dict[str, Any]]:
+    """What a run checks before any work: the plugin, stage, ``--from`` run, device and config
+    (one-line errors). Returns (record, earlier manifest, device, config, options); the
+    launcher calls it too, before it starts any worker."""
     rec = registry.get(plugin)
     check_stage(stage)
     info = rec.info
@@ -92,46 +167,29 @@ def run(
     if info.config is None:
         if overrides or config_file:
             raise UsageError(f"plugin {plugin!r} takes no config")
-        cfg, options = None, {}
-    else:
-        cfg, options = cfgmod.resolve(
-            info.config, base=base, file=config_file, overrides=overrides, options=registry.options_classes()
-        )
+        return rec, earlier, dev, None, {}
+    cfg, options = cfgmod.resolve(
+        info.config, base=base, file=config_file, overrides=overrides, options=registry.options_classes()
+    )
+    return rec, earlier, dev, cfg, options
 
-    # absolute: ctx.path() resolves its paths, so plugins may take them relative_to(ctx.run_dir)
-    # whatever --runs-dir (default: "runs", relative to the working directory) was given
-    run_dir = (Path(from_dir) if earlier else new_run_dir(Path(runs_dir), plugin)).resolve()
-    with run_lock(run_dir):
-        manifest = _open_manifest(run_dir, rec, stage, command, console) if earlier else Manifest.create(
-            run_dir, plugin=plugin, plugin_version=rec.version, command=command, target=stage,
-            versions=_versions(rec),
-            host={"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
-        )  # fmt: skip
-        manifest.data.update(
-            device=dev,
-            target=stage,
-            config=cfg.model_dump(mode="json") if cfg is not None else {},
-            options={k: v.model_dump(mode="json") for k, v in options.items()},
-        )
-        manifest.save()
-        for observer in observers:
-            observer.start(manifest)
-        todo = [s for s in STAGES[: STAGES.index(stage) + 1]]
-        console.print(f"run {run_dir}", highlight=False, soft_wrap=True)
-        outputs: dict[str, Any] = {"data": None, "model": None}
-        with make_progress(console) as bar:
-            ctx = RunContext(
-                plugin=plugin, stage=todo[0], target=stage, config=cfg, device=dev, run_dir=run_dir,
-                manifest=manifest, resumed=earlier is not None, profile=profile,
-                option_values=options, console=console, progress_bar=bar, observers=observers,
-                registry=registry,
-            )  # fmt: skip
-            _run_stages(registry, rec, ctx, todo, outputs, bar)
-        manifest.data["status"] = "completed"
-        manifest.save()
-        for observer in observers:
-            observer.end(manifest, "completed")
-    return manifest
+
+def _manifest(
+    run_dir: Path, rec: PluginRecord, stage: str, command: list[str] | None, console: Console,
+    earlier: Manifest | None, dist: DistInfo,
+) -> Manifest:  # fmt: skip
+    """The run's manifest: a ``--from`` run's, re-opened, or a new one; in memory only on a rank
+    other than 0 (rank 0 alone writes run.json)."""
+    if not dist.is_main:
+        data = dict(earlier.data) if earlier is not None else {"plugin": rec.name, "stages": {}, "metrics": {},
+                                                                 "artifacts": [], "records": {}, "notes": []}  # fmt: skip
+        return RankManifest(run_dir, data)
+    if earlier is not None:
+        return _open_manifest(run_dir, rec, stage, command, console)
+    return Manifest.create(
+        run_dir, plugin=rec.name, plugin_version=rec.version, command=command, target=stage, versions=_versions(rec),
+        host={"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
+    )  # fmt: skip
 
 
 def _open_manifest(

@@ -355,6 +355,18 @@ class Manifest:
         return [a for a in self.data["artifacts"] if kind is None or a["kind"] == kind]
 
 
+class RankManifest(Manifest):
+    """A worker's manifest on a rank other than 0 of a launched run: the same API for the
+    stages, kept in memory and never written (global rank 0 alone owns ``run.json``; this rank's
+    files are its own ``logs/rank-K.log``). Artifacts are not hashed: the file may be rank 0's."""
+
+    def save(self) -> None:
+        pass
+
+    def add_artifact(self, stage: str, path: Path, kind: str = "file", **info: Any) -> dict[str, Any]:
+        return {"path": str(path), "stage": stage, "kind": kind, **info}
+
+
 def _jsonable(value: Any) -> Any:
     """Numbers from numpy/torch scalars become plain Python numbers."""
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -2,7 +2,7 @@
 
 data: Criteo-format TSV (or a generated click log in that format) as KeyedJaggedTensor batches;
 model: EmbeddingBagCollection (built on ``meta``) + DLRM; train: DistributedModelParallel on
-gloo, 1 or N processes (elastic launcher), planner constraints from the config; export: int8
+gloo, 1 or N processes and nodes (the core launcher: `mlx run recsys train --nproc N`), planner constraints from the config; export: int8
 quantized tables + dense part as TorchScript; predict: score TSV files.
 
 Only the description here (pydantic/mlx_core at import time); the stage table names
@@ -28,5 +28,6 @@ def mlx_plugin():
         config=RecsysConfig,
         requires=("torch", "torchrec", "fbgemm_gpu"),
         profiler="torch",
+        distribute="torchrec-dmp",
         core_api=">=1.2,<2",  # stage table
     )

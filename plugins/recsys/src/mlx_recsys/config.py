@@ -94,14 +94,14 @@ class ModelConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(2, ge=1, le=1000, description="passes over the training split")
-    nproc: int = Field(
-        1, ge=1, le=1024, description="processes per node (gloo on CPU); >1 uses torch.distributed's elastic launcher"
-    )
     allow_oversubscribe: bool = Field(False, description="allow more processes than this machine has cores")
-    nnodes: str = Field("1", description="number of nodes, torchrun style: N or MIN:MAX")
-    rdzv_backend: str = Field("c10d", description="elastic rendezvous backend")
-    rdzv_endpoint: str = Field("", description="HOST:PORT of the rendezvous; empty: localhost on a free port")
-    rdzv_id: str = Field("", description="rendezvous id shared by all nodes; empty: the run id")
+    # the launch moved to the core launcher (`mlx run recsys train --nproc N --nnodes M ...`):
+    # the old keys stay only to say so in one line
+    nproc: int | None = Field(None, description="removed: use `mlx run recsys train --nproc N`")
+    nnodes: str | None = Field(None, description="removed: use `mlx run ... --nnodes N|MIN:MAX`")
+    rdzv_backend: str | None = Field(None, description="removed: the core launcher uses c10d")
+    rdzv_endpoint: str | None = Field(None, description="removed: use `mlx run ... --rdzv-endpoint HOST:PORT`")
+    rdzv_id: str | None = Field(None, description="removed: use `mlx run ... --rdzv-id ID`")
     sharding: dict[str, str | list[str]] = Field(
         default_factory=dict,
         description="per-table ParameterConstraints: table name -> allowed sharding type(s) among "
@@ -118,6 +118,19 @@ class TrainConfig(Section):
         ge=0,
         description="torch intra-op threads per process; 0: cores / processes (on shared cores, more than 1 made small steps ~30x slower)",
     )
+
+    @field_validator("nproc", "nnodes", "rdzv_backend", "rdzv_endpoint", "rdzv_id")
+    @classmethod
+    def _moved_to_the_launcher(cls, v: object, info: object) -> object:
+        if v is None:
+            return v
+        flag = {"rdzv_backend": "the core launcher (c10d)"}.get(
+            info.field_name, f"--{info.field_name.replace('_', '-')}"
+        )
+        raise ValueError(
+            f"train.{info.field_name} was removed in mlx-recsys 0.2: processes and nodes are the core launcher's, "
+            f"use `mlx run recsys train {flag}` or the [launch] table (docs/scale-out.md)"
+        )
 
 
 class ExportConfig(Section):
@@ -182,23 +195,18 @@ def _check_sharding(cfg: RecsysConfig) -> None:
 
 
 def _check_processes(cfg: RecsysConfig) -> None:
-    if cfg.data.batch_size % cfg.train.nproc:
-        raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by train.nproc {cfg.train.nproc}")
-    cores = os.cpu_count() or 1
-    if cfg.train.nproc > cores and not cfg.train.allow_oversubscribe:
+    """The launched job (``ctx.dist``, from torchrun's environment) against the config."""
+    from mlx_core.dist import DistInfo
+
+    d = DistInfo.from_env()
+    if cfg.data.batch_size % d.world_size:
         raise ConfigError(
-            f"train.nproc={cfg.train.nproc} is more than this machine's {cores} cores; "
+            f"data.batch_size {cfg.data.batch_size} is not divisible by the world size {d.world_size} "
+            "(--nproc x nodes): each global batch is split evenly over the processes"
+        )
+    cores = os.cpu_count() or 1
+    if d.local_world_size > cores and not cfg.train.allow_oversubscribe:
+        raise ConfigError(
+            f"--nproc {d.local_world_size} is more than this machine's {cores} cores; "
             "set train.allow_oversubscribe=true to run anyway"
         )
-    try:
-        parse_nnodes(cfg.train.nnodes)
-    except ValueError:
-        raise ConfigError(f"train.nnodes {cfg.train.nnodes!r}: expected N or MIN:MAX") from None
-
-
-def parse_nnodes(text: str) -> tuple[int, int]:
-    lo, _, hi = text.partition(":")
-    a, b = int(lo), int(hi or lo)
-    if a < 1 or b < a:
-        raise ValueError(text)
-    return a, b

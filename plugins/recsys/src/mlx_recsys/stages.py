@@ -36,13 +36,14 @@ def train(ctx, data, model):
     resume = ctx.resumed and ctx.path(*CKPT).exists()
     advance = None
     total = None
-    with ctx.progress(f"training ({cfg.train.nproc} process{'es' if cfg.train.nproc > 1 else ''})", total) as adv:
-        if cfg.train.nproc == 1:
+    world = ctx.dist.world_size
+    with ctx.progress(f"training ({world} process{'es' if world > 1 else ''})", total) as adv:
+        if ctx.dist.is_main:
             advance = adv
         result = launch(cfg, data, ctx.run_dir, resume, advance)
-    if result.get("rank0_elsewhere"):
-        ctx.note("train: global rank 0 ran on another node; its node holds the checkpoint")
+    if not ctx.dist.is_main:  # rank 0 records, plots and keeps the checkpoint
         return {"checkpoint": None}
+    ctx.record_ranks(result["ranks"])
     ctx.record("sharding_plan", result["plan"])
     ctx.record("world_size", result["world_size"])
     for name in ("plan.txt", "plan.json"):

@@ -4,6 +4,8 @@ on the held-out split with an unsharded copy, and writes the checkpoint."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import socket
@@ -14,117 +16,42 @@ from pathlib import Path
 from typing import Any
 
 from mlx_core import ConfigError, atomic_path, atomic_write, atomic_write_json
+from mlx_core.dist import DistInfo
 from mlx_core.faults import kill_point
 
-from .config import RecsysConfig, check, parse_nnodes
+from .config import RecsysConfig, check
 
 CKPT = ("checkpoints", "last.pt")
+
+
+def launch(
+    cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None
+) -> dict[str, Any]:
+    """Train in this process: one rank of the job `mlx run recsys train --nproc N` started
+    (torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR, ...), or alone as a one-rank gloo
+    group. Returns this rank's result (rank 0's holds the history)."""
+    check(cfg)
+    job = {"config": cfg.model_dump(mode="json"), "spec": spec, "run_dir": str(run_dir), "resume": resume}
+    if "WORLD_SIZE" in os.environ:
+        return worker(job, advance)
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return worker(job, advance)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def launch(
-    cfg: RecsysConfig, spec: dict[str, Any], run_dir: Path, resume: bool, advance: Callable | None = None
-) -> dict[str, Any]:
-    """Run the training job; returns rank 0's result (plan, history, final metrics)."""
-    check(cfg)
-    job = {"config": cfg.model_dump(mode="json"), "spec": spec, "run_dir": str(run_dir), "resume": resume}
-    lo, hi = parse_nnodes(cfg.train.nnodes)
-    if cfg.train.nproc == 1 and hi == 1:
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(_free_port())
-        env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            return worker(job, advance)
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    endpoint = cfg.train.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
-    lc = LaunchConfig(
-        min_nodes=lo,
-        max_nodes=hi,
-        nproc_per_node=cfg.train.nproc,
-        run_id=cfg.train.rdzv_id or run_dir.name,
-        role="recsys",
-        rdzv_endpoint=endpoint,
-        rdzv_backend=cfg.train.rdzv_backend,
-        max_restarts=0,
-        monitor_interval=0.2,
-        start_method="spawn",
-    )
-    import logging
-
-    # the launcher logs each failed worker with a traceback; a user error is shown as one line
-    # instead (the worker hands it over in a file), a crash still raises with its message
-    elastic_log = logging.getLogger("torch.distributed.elastic")
-    level = elastic_log.level
-    elastic_log.setLevel(logging.CRITICAL)
-    try:
-        results = elastic_launch(lc, entrypoint)(job)
-    except Exception as exc:  # ChildFailedError, rendezvous errors
-        err = _worker_error(run_dir)
-        if err is not None:
-            raise err from None
-        raise RuntimeError(f"a training process failed: {_failure_line(exc)}") from exc
-    finally:
-        elastic_log.setLevel(level)
-    if 0 not in results:
-        return {"rank0_elsewhere": True, "history": [], "plan": {}}
-    return results[0]
-
-
-def _failure_line(exc: Exception) -> str:
-    failures = getattr(exc, "failures", None)
-    if failures:
-        rank, failure = min(failures.items(), key=lambda kv: kv[1].timestamp)
-        lines = [ln for ln in str(failure.message).splitlines() if ln.strip()]
-        return f"rank {rank} (exit code {failure.exitcode}): {lines[-1] if lines else 'no message'}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def entrypoint(job: dict[str, Any]) -> dict[str, Any]:
-    """Module-level worker function for the elastic launcher (spawned processes import it)."""
-    try:
-        return worker(job)
-    except Exception as exc:
-        from mlx_core import MlxError
-
-        if not isinstance(exc, MlxError):
-            raise
-        # hand user errors to the parent as one line; exit without a traceback
-        rank = os.environ.get("RANK", "0")
-        atomic_write_json(
-            Path(job["run_dir"]) / "train" / f"worker_error.rank{rank}.json",
-            {"type": type(exc).__name__, "message": str(exc)},
-        )
-        sys.exit(exc.exit_code)
-
-
-def _worker_error(run_dir: Path):
-    """The user error of the lowest rank that reported one (rank 0 plans the sharding; the
-    others then only see a closed connection)."""
-    import mlx_core
-
-    found = sorted(run_dir.glob("train/worker_error.rank*.json"), key=lambda p: int(p.stem.split("rank")[1]))
-    if not found:
-        return None
-    info = json.loads(found[0].read_text())
-    for path in found:
-        path.unlink()
-    cls = getattr(mlx_core, info["type"], mlx_core.MlxError)
-    return cls(info["message"])
 
 
 def _quiet() -> None:
@@ -149,7 +76,8 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // local_world)
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo")
+    # a peer that died ends this rank's collectives after the launcher's timeout, not torch's 30 min
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=DistInfo.from_env().timeout_s))
     try:
         dmp, dense_opt, plan = _sharded_model(cfg, rank, world, local_world)
         plan_info = _plan_dict(plan)
@@ -167,10 +95,12 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
             steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
         if steps_per_epoch < 1:
             raise ConfigError(f"data.batch_size {batch} is larger than the {spec['n_train']} training examples")
+        timing = {}
         for epoch in range(start, cfg.train.epochs):
             loss, timing = _train_epoch(dmp, dense_opt, spec, batch, steps_per_epoch, rank, world, advance, epoch)
             _end_epoch(cfg, dmp, dense_opt, spec, run_dir, epoch, loss, timing, steps_per_epoch, history, rank, world)
         return {
+            "ranks": _rank_rows(dmp, timing, batch // world, steps_per_epoch, rank, world),
             "plan": plan_info,
             "plan_text": str(plan),
             "history": history,
@@ -180,6 +110,25 @@ def worker(job: dict[str, Any], advance: Callable | None = None) -> dict[str, An
         }
     finally:
         dist.destroy_process_group()
+
+
+def _rank_rows(dmp: Any, timing: dict, local: int, steps: int, rank: int, world: int) -> list[dict[str, Any]]:
+    """Every rank's examples/s of its last epoch and a sha256 of its dense (data-parallel,
+    replicated) weights, gathered on every rank: equal digests show the replicas agree."""
+    import torch.distributed as dist
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    digest = hashlib.sha256()
+    for name, p in sorted(in_backward_optimizer_filter(dmp.named_parameters())):
+        digest.update(name.encode())
+        digest.update(p.detach().contiguous().numpy().tobytes())
+    rate = None
+    if timing:
+        rate = (steps - 1) * local / timing["steady"] if steps > 1 else local / timing["wall"]
+    row = {"rank": rank, "samples_per_s": rate, "dense_weights_sha256": digest.hexdigest()}
+    rows: list[Any] = [None] * world
+    dist.all_gather_object(rows, row)
+    return rows
 
 
 def _sharded_model(cfg: RecsysConfig, rank: int, world: int, local_world: int) -> tuple[Any, Any, Any]:
