@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-#: a collective that waits longer than this ends the run (a rank died or hangs): the launcher's
-#: bounded-time promise. Generous for a slow epoch on a shared CPU.
-COLLECTIVE_TIMEOUT = timedelta(seconds=int(os.environ.get("MLX_COLLECTIVE_TIMEOUT", "600")))
+#: a collective that waits longer than this ends the run (a rank died or hangs): the launcher
+#: hands its timeout to every worker (ctx.dist.timeout_s, env MLX_COLLECTIVE_TIMEOUT); this is
+#: the fallback outside the core launcher (plain torchrun)
+DEFAULT_TIMEOUT_S = 300.0
 
 
 def world_size() -> int:
@@ -23,7 +24,7 @@ def backend_for(device: str) -> str:
 
 
 @contextlib.contextmanager
-def process_group(device: str) -> Iterator[str | None]:
+def process_group(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[str | None]:
     """Join the job torchrun started (env://: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), gloo on
     the CPU and NCCL on CUDA; a single process needs no group. Leaves the group on exit if it made
     it (a launcher or caller that made one keeps it)."""
@@ -34,11 +35,51 @@ def process_group(device: str) -> Iterator[str | None]:
         yield idist.backend()
         return
     backend = backend_for(device)
-    idist.initialize(backend, timeout=COLLECTIVE_TIMEOUT)
+    idist.initialize(backend, timeout=timedelta(seconds=timeout_s))
     try:
         yield backend
     finally:
         idist.finalize()
+
+
+def timeout_s(ctx: Any) -> float:
+    dist = getattr(ctx, "dist", None)
+    if dist is not None:
+        return float(dist.timeout_s)
+    return float(os.environ.get("MLX_COLLECTIVE_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
+
+
+def weights_sha256(model: Any) -> str:
+    """A digest of the model's parameters and buffers: equal on every rank after DDP training."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def sync_buffers(model: Any) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, as DDP itself broadcasts them
+    before each training forward: after an epoch's last step each rank has updated its own, and
+    the evaluation, the checkpoint and the model every rank returns must all be rank 0's."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1:
+        for buffer in model.buffers():
+            tdist.broadcast(buffer.data, src=0)
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (one process: ``[obj]``)."""
+    import torch.distributed as tdist
+
+    if not (tdist.is_available() and tdist.is_initialized()) or tdist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out
 
 
 def is_main(ctx: Any) -> bool:

@@ -28,7 +28,7 @@ from mlx_core.faults import kill_point
 from . import checkpoints as ck
 from . import schedules
 from .config import EngineTrainConfig
-from .dist import is_main, process_group
+from .dist import gather, is_main, process_group, sync_buffers, timeout_s, weights_sha256
 from .steps import StepState, autocast, check_precision, make_train_step
 
 # Ignite logs "Engine run is terminating due to exception" and its auto_* helpers print their
@@ -92,7 +92,7 @@ def fit(
     check_precision(cfg.precision, ctx.device)
     if cfg.early_stopping.metric is not None and cfg.early_stopping.metric in {"epoch", "seconds"}:
         raise ConfigError(f"train.early_stopping.metric={cfg.early_stopping.metric!r} is not a metric")
-    with process_group(ctx.device) as backend, contextlib.ExitStack() as stack:
+    with process_group(ctx.device, timeout_s(ctx)) as backend, contextlib.ExitStack() as stack:
         run = _Run(ctx, cfg, epochs, backend, stack)
         return run.fit(model, train_set, val_set, batch_size, optimizer, loss_fn, eval_fn, metrics, summarize,
                        collate_fn, prepare, on_epoch_start, initial_name, handlers, lr_name)  # fmt: skip
@@ -138,7 +138,7 @@ class _Run:
         self.last: dict[str, Any] = {}
         self.evaluated = False
         self.stopped_early: int | None = None
-        self.train_seconds: list[float] = []
+        self.local_rates: list[float] = []  # this rank's samples/s of each epoch
 
     # --- building ---------------------------------------------------------------------------
     def fit(self, model, train_set, val_set, batch_size, optimizer, loss_fn, eval_fn, metrics, summarize,
@@ -265,7 +265,8 @@ class _Run:
             self.stack.close()  # the epoch's progress bar
             trained = time.perf_counter() - clock["t0"]
             sums = idist.all_reduce(torch.tensor([self.state.loss_sum, float(self.state.samples)], dtype=torch.float64))
-            self.train_seconds.append(trained)
+            self.local_rates.append(self.state.samples / max(trained, 1e-9))
+            sync_buffers(self.net)
             ev = self.evaluate(f"evaluate epoch {epoch}")
             row = {"epoch": epoch, "train_loss": float(sums[0] / max(float(sums[1]), 1.0)), **_val(ev),
                    "lr": self.state.lr, "samples_per_s": float(sums[1]) / max(trained, 1e-9),
@@ -346,8 +347,13 @@ class _Run:
         return epoch
 
     def _record(self) -> None:
+        local = sorted(self.local_rates)
+        ranks = gather({"rank": idist.get_rank(), "samples_per_s": local[len(local) // 2] if local else 0.0,
+                        "weights_sha256": weights_sha256(self.net)})  # fmt: skip
         if not self.main:
             return
+        if self.world > 1 and hasattr(self.ctx, "record_ranks"):
+            self.ctx.record_ranks(ranks)
         rates = sorted(r["samples_per_s"] for r in self.history.rows if r.get("samples_per_s"))
         self.ctx.record("engine", {
             "library": f"pytorch-ignite {ignite.__version__}", "precision": self.cfg.precision,

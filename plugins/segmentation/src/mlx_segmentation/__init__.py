@@ -31,6 +31,7 @@ def mlx_plugin():
         config=SegmentationConfig,
         requires=("torch", "torchvision", "executorch", "onnxruntime", "onnx", "matplotlib", "PIL"),
         profiler="torch",
+        distribute="torch-ddp",  # mlx_torch: ignite.distributed from torchrun's environment
         core_api=">=1.2,<2",  # stage table, examples
     )
 
