@@ -164,7 +164,10 @@ def _make_plugin_session(name: str, hardware: str) -> None:
         session.env["MLX_TEST_DEVICE"] = hardware
         pytest(session, f"tests/{name}", *PLUGINS[name]["tests"])
 
-    session_fn.__doc__ = f"tests/{name} with only mlx-core and mlx-{name} installed ({hardware})."
+    more = "".join(f" and {t}" for t in PLUGINS[name]["tests"])
+    session_fn.__doc__ = (
+        f"tests/{name}{more} with only mlx-core, mlx-{name} and the checkout libraries it needs installed ({hardware})."
+    )
     nox.session(name=f"{name}-{hardware}")(session_fn)
 
 
