@@ -8,6 +8,10 @@ Each plugin declares its hardware matrix and install steps in ``plugins/<name>/p
     after = { cpu = [["uninstall", "fbgemm-gpu"], ["install", "fbgemm-gpu-cpu==1.9.0"]] }
                                         # optional: `uv pip` / `pip` steps after the install
     core_extras = ["sweep", "serve"]    # optional: mlx-core extras its tests need (mlx sweep, mlx serve)
+    tests = ["tests/torch"]             # optional: more test folders its session runs
+
+A plugin that depends on one of the checkout's libraries (``libs/*``, e.g. ``mlx-torch``: not on
+PyPI) gets that folder installed in the same resolve, in every session that installs the plugin.
 
 so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
 <plugin>-lowest-core, integration (everything together), bench (not run by default).
@@ -62,11 +66,26 @@ def plugin_table() -> dict[str, dict]:
             "extras": decl.get("extras", {}),
             "after": decl.get("after", {}),
             "core_extras": decl.get("core_extras", []),
+            "tests": decl.get("tests", []),
+            "dependencies": [Requirement(d).name for d in meta.get("project", {}).get("dependencies", [])],
         }
     return table
 
 
+def lib_table() -> dict[str, Path]:
+    """The checkout's shared libraries by distribution name: ``{"mlx-torch": ROOT/"libs/torch"}``."""
+    return {
+        tomllib.loads(p.read_text())["project"]["name"]: p.parent for p in sorted(ROOT.glob("libs/*/pyproject.toml"))
+    }
+
+
 PLUGINS = plugin_table()
+LIBS = lib_table()
+
+
+def local_libs(names: list[str]) -> list[str]:
+    """Install targets for the checkout's libraries the named plugins depend on."""
+    return sorted({str(LIBS[dep]) for name in names for dep in PLUGINS[name]["dependencies"] if dep in LIBS})
 
 
 def has_gpu() -> bool:
@@ -98,7 +117,7 @@ def install_plugins(
     for name in names:
         extra_name = PLUGINS[name]["extras"].get(hardware)
         targets.append(str(PLUGINS[name]["path"]) + (f"[{extra_name}]" if extra_name else ""))
-    session.install(core_target(*core_extras, core=core), *targets, *extra)
+    session.install(core_target(*core_extras, core=core), *local_libs(names), *targets, *extra)
     for name in names:
         for step in PLUGINS[name]["after"].get(hardware, []):
             if step[0] == "uninstall" and session.venv_backend != "uv":
@@ -144,9 +163,12 @@ def _make_plugin_session(name: str, hardware: str) -> None:
             session.skip(f"{name}-cuda needs an NVIDIA GPU; nvidia-smi found none on this machine")
         install_plugins(session, [name], hardware, *TEST_TOOLS, core_extras=tuple(PLUGINS[name]["core_extras"]))
         session.env["MLX_TEST_DEVICE"] = hardware
-        pytest(session, f"tests/{name}")
+        pytest(session, f"tests/{name}", *PLUGINS[name]["tests"])
 
-    session_fn.__doc__ = f"tests/{name} with only mlx-core and mlx-{name} installed ({hardware})."
+    more = "".join(f" and {t}" for t in PLUGINS[name]["tests"])
+    session_fn.__doc__ = (
+        f"tests/{name}{more} with only mlx-core, mlx-{name} and the checkout libraries it needs installed ({hardware})."
+    )
     nox.session(name=f"{name}-{hardware}")(session_fn)
 
 

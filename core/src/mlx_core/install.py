@@ -74,6 +74,18 @@ def _nox_table(plugin_dir: Path) -> dict:
     return meta.get("tool", {}).get("mlx", {}).get("nox", {})
 
 
+def _local_libs(checkout: Path, plugin_dir: Path) -> list[str]:
+    """Folders of the checkout's ``libs/*`` distributions that the plugin depends on."""
+    from packaging.requirements import Requirement
+
+    libs = {
+        tomllib.loads(p.read_text())["project"]["name"]: p.parent
+        for p in sorted(checkout.glob("libs/*/pyproject.toml"))
+    }
+    deps = tomllib.loads((plugin_dir / "pyproject.toml").read_text()).get("project", {}).get("dependencies", [])
+    return [str(libs[name]) for name in dict.fromkeys(Requirement(d).name for d in deps) if name in libs]
+
+
 def plan_install(
     names: list[str], hardware: str, checkout: Path | None, versions: dict[str, str] | None = None
 ) -> Plan:
@@ -91,7 +103,11 @@ def plan_install(
             if hardware not in supported:
                 raise UsageError(f"plugin {name!r} does not support {hardware}; it supports: {', '.join(supported)}")
             extra = table.get("extras", {}).get(hardware)
-            plan.steps.append(Step(["install", f"{local}[{extra}]" if extra else str(local)], f"{name} from {local}"))
+            # the checkout's libraries it depends on (libs/*, e.g. mlx-torch) are not on the index:
+            # installed from their folders in the same resolve
+            libs = _local_libs(checkout, local)
+            target = f"{local}[{extra}]" if extra else str(local)
+            plan.steps.append(Step(["install", *libs, target], f"{name} from {local}"))
             for step in table.get("after", {}).get(hardware, []):
                 plan.steps.append(Step(list(step), f"{name}: {hardware} step"))
         else:

@@ -32,7 +32,8 @@ def mlx_plugin():
         config=SegmentationConfig,
         requires=("torch", "torchvision", "executorch", "onnxruntime", "onnx", "matplotlib", "PIL"),
         profiler="torch",
-        core_api=">=1.3,<2",  # stage table, examples, serve
+        distribute="torch-ddp",  # mlx_torch: ignite.distributed from torchrun's environment
+        core_api=">=1.3,<2",  # stage table, examples, serve, distribute
     )
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from mlx_core import Section
+from mlx_torch.config import EngineTrainConfig
 
 Arch = Literal["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101", "fcn_resnet50"]
 Format = Literal["executorch", "torchscript", "onnx"]
@@ -52,16 +53,21 @@ class ModelConfig(Section):
     )
 
 
-class TrainConfig(Section):
+class TrainConfig(EngineTrainConfig):
+    """The segmentation keys plus the engine's (precision, early_stopping, grad_accum_steps, ...:
+    docs/engine.md)."""
+
     epochs: int = Field(10, ge=0, le=10_000, description="passes over the training split (0: evaluate only)")
     batch_size: int = Field(
-        16, ge=2, le=1024, description="images per step (>= 2: the ASPP pooling branch needs batch norm statistics)"
+        16,
+        ge=2,
+        le=1024,
+        description="images per optimizer step over all processes (>= 2 per process: the ASPP pooling branch needs batch norm statistics)",
     )
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
-    lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the poly schedule")
+    lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the schedule (train.lr_schedule)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(1e-4, ge=0, le=1, description="weight decay")
-    poly_power: float = Field(0.9, ge=0, le=10, description="poly schedule: lr * (1 - step/total_steps) ** poly_power")
     bn_momentum: float = Field(
         0.1,
         gt=0,
@@ -71,9 +77,6 @@ class TrainConfig(Section):
     )
     aux_weight: float = Field(0.5, ge=0, le=10, description="weight of the auxiliary loss when model.aux_loss is on")
     threads: int = Field(0, ge=0, le=512, description="torch CPU threads (0: torch's default)")
-    keep_checkpoints: int = Field(
-        2, ge=1, le=1000, description="epoch checkpoints kept in checkpoints/ (oldest deleted)"
-    )
 
 
 class ExportConfig(Section):
