@@ -47,10 +47,11 @@ def mlx_plugin():
             "train": "mlx_translation.train:run",
             "export": "mlx_translation.export:run",
             "predict": "mlx_translation.predict:run",
+            "serve": "mlx_translation.serve:serve",
         },
         hardware=("cpu", "cuda"),
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
-        core_api=">=1.2,<2",  # stage table
+        core_api=">=1.3,<2",  # stage table, serve
     )
