@@ -39,6 +39,14 @@ def test_serves_the_probabilities_mlx_predict_writes_and_refuses_bad_input(train
             assert got.status_code == status, (what, got.text)
             assert list(got.json()) == ["error"] and words in got.json()["error"], what
             assert client.get("/health").json()["status"] == "ok", what
+    with served_in_process(run_dir, fmt="float") as client:  # --format float: the float scorer
+        flt = client.post("/predict", json={"lines": lines}).json()
+        assert [a["path"] for a in client.get("/info").json()["artifacts"]] == [
+            "export/meta.json",
+            "export/model_float.pt",
+        ]
+    assert flt["format"] == "float"
+    assert max(abs(a - b) for a, b in zip(flt["probabilities"], served["probabilities"], strict=True)) < 0.05
     src = tmp_path / "some.tsv"
     src.write_text("\n".join(lines) + "\n")
     (row,) = predict_in_process("recsys", run_dir, [str(src)])
