@@ -11,7 +11,7 @@ import pytest
 
 from mlx_core.testing import cli, device_under_test, one_line_error, run_dir_of, stage_context, stage_process
 
-__all__ = ["DEVICE", "TINY", "error_line", "mlx", "run", "run_dir_of", "stage_ctx", "write_vqa"]
+__all__ = ["DEVICE", "SMALL", "TINY", "error_line", "mlx", "run", "run_dir_of", "stage_ctx", "write_vqa"]
 
 #: nox's multimodal-cuda session sets MLX_TEST_DEVICE=cuda
 DEVICE = device_under_test()
@@ -22,6 +22,17 @@ TINY = [
     "model.hidden_size=16", "model.image_layers=1", "model.text_layers=1", "model.patch_size=8",
     "train.epochs=1", "train.batch_size=16",
 ]  # fmt: skip
+
+
+#: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
+SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """One finished export run of the default model on the small recipe (test_pipeline, test_serve)."""
+    runs = tmp_path_factory.mktemp("runs")
+    return run_dir_of(run(runs, "export", SMALL))
 
 
 #: only this plugin loaded; wide lines so that no message is wrapped

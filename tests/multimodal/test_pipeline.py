@@ -11,16 +11,7 @@ import pytest
 
 from mlx_core.runs import Manifest
 
-from .conftest import DEVICE, error_line, mlx, run, run_dir_of, stage_ctx, write_vqa
-
-#: the smaller budget of the default recipe: fewer questions and epochs, default model and image sizes
-SMALL = ["data.n_train=900", "data.n_val=200", "train.epochs=3"]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    return run_dir_of(run(runs, "export", SMALL))
+from .conftest import DEVICE, SMALL, error_line, mlx, run, run_dir_of, stage_ctx, write_vqa
 
 
 def test_training_beats_the_majority_answer(exported):

@@ -96,6 +96,40 @@ def served(run_dir: str | os.PathLike, *args: str, env: dict[str, str] | None = 
         stop(server)
 
 
+@contextlib.contextmanager
+def served_in_process(run_dir: str | os.PathLike, *, fmt: str | None = None, overrides: list[str] | None = None,
+                      device: str = "cpu", **opts: Any) -> Iterator[Any]:  # fmt: skip
+    """The app ``mlx serve RUN_DIR`` serves, in this process, as a ``fastapi.testclient.TestClient``
+    (its lifespan, batcher and body limit included; no port, no subprocess): for a plugin's tests
+    where the predictor is already loaded once and a second interpreter would cost seconds."""
+    from fastapi.testclient import TestClient
+
+    from .plugins import Registry
+    from .serve_app import MB, BodyLimitedApp, ServeOptions, create_app
+    from .serving import build_predictor
+
+    options = ServeOptions(**opts)
+    predictor, ctx = build_predictor(Registry(), run_dir, fmt=fmt, overrides=overrides or [], device=device)
+    app = BodyLimitedApp(create_app(predictor, ctx, options), int(options.max_body_mb * MB))
+    with TestClient(app) as client:
+        yield client
+
+
+def predict_in_process(plugin: str, run_dir: str | os.PathLike, inputs: list[str], *overrides: str,
+                       device: str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """What ``mlx predict PLUGIN RUN_DIR INPUTS --json`` prints, run in this process."""
+    import io
+
+    from rich.console import Console
+
+    from . import runner
+    from .plugins import Registry
+
+    rows, _ = runner.predict(Registry(), plugin, run_dir, list(inputs), overrides=list(overrides), device=device,
+                             console=Console(file=io.StringIO()))  # fmt: skip
+    return rows
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

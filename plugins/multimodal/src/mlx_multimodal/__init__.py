@@ -25,10 +25,11 @@ def mlx_plugin():
             "train": "mlx_multimodal.train:train",
             "export": "mlx_multimodal.export:export",
             "predict": "mlx_multimodal.predict:predict",
+            "serve": "mlx_multimodal.serve:serve",
         },
         hardware=("cpu", "cuda"),
         config=MultimodalConfig,
         requires=("torch", "torchvision", "torchmultimodal", "datasets", "tokenizers", "transformers"),
         profiler="torch",
-        core_api=">=1.2,<2",  # stage table
+        core_api=">=1.3,<2",  # stage table, serve
     )

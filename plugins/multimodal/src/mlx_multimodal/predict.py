@@ -58,6 +58,13 @@ class Predictor:
             raise DataError(f"image {path} is unreadable ({type(exc).__name__})") from None
         return self.normalize(x.unsqueeze(0))
 
+    def pil_tensor(self, image: Any) -> Any:
+        """The model input of one decoded RGB ``PIL.Image`` (what ``mlx serve`` and ``mlx predict`` use)."""
+        from torchvision.transforms import v2
+
+        s = int(self.pre["image_size"])
+        return self.normalize(v2.Resize((s, s), antialias=True)(v2.PILToTensor()(image)).unsqueeze(0))
+
     def normalize(self, images_uint8: Any) -> Any:
         x = images_uint8.float() / 255.0
         mean = x.new_tensor(self.pre["mean"]).view(1, 3, 1, 1)
@@ -95,12 +102,18 @@ def predict(ctx: Any, inputs: list[str]) -> list[dict[str, Any]]:
         if not question.strip():
             raise DataError(f"empty question for image {image}")
         check_image(image)
-    pred = Predictor(ctx.run_dir / "export", device=ctx.device)
+    from mlx_core.serving import b64
+
+    from .serve import AskRequest, serve
+
+    # the predictor `mlx serve` serves: the same decoding, program and answers
+    predictor = serve(ctx)
     rows = []
     for image, question in pairs:
-        for rank, (answer, p) in enumerate(pred.top_k(image, question, ctx.config.predict.top_k), start=1):
-            rows.append({"image": image, "question": question, "rank": rank, "answer": answer,
-                         "probability": round(p, 4)})  # fmt: skip
+        (res,) = predictor.run([AskRequest(image=b64(Path(image).read_bytes()), question=question)])
+        for rank, s in enumerate(res.top_k, start=1):
+            rows.append({"image": image, "question": question, "rank": rank, "answer": s.answer,
+                         "probability": s.probability})  # fmt: skip
     if ctx.output_dir is not None:
         from mlx_core import atomic_write_json
 

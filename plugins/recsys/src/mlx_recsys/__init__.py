@@ -23,11 +23,11 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="TorchRec: KeyedJaggedTensor click logs, EmbeddingBagCollection + DLRM, sharded DMP training, int8 export",
-        stages={key: f"mlx_recsys.stages:{key}" for key in ("data", "model", "train", "export", "predict")},
+        stages={key: f"mlx_recsys.stages:{key}" for key in ("data", "model", "train", "export", "predict", "serve")},
         hardware=("cpu", "cuda"),
         config=RecsysConfig,
         requires=("torch", "torchrec", "fbgemm_gpu"),
         profiler="torch",
         distribute="torchrec-dmp",
-        core_api=">=1.2,<2",  # stage table
+        core_api=">=1.3,<2",  # stage table, serve, distribute
     )

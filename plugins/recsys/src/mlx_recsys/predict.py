@@ -6,73 +6,65 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlx_core import DataError, RunError
+from mlx_core import DataError
 
-from .config import N_COLUMNS_UNLABELED
-from .data import N_COLUMNS, BadLine, Schema, decode, parse_line, to_batch
-from .export import META_FILE, MODEL_FILE, load_scorer
+from .data import N_COLUMNS, BadLine, Schema, decode, parse_line
+from .export import META_FILE
 
 
 def predict(ctx: Any, inputs: list[str]) -> list[dict[str, Any]]:
-    model_path = ctx.run_dir.joinpath(*MODEL_FILE)
-    meta_path = ctx.run_dir.joinpath(*META_FILE)
-    if not model_path.exists() or not meta_path.exists():
-        raise RunError(f"{ctx.run_dir} has no export ({model_path.name}); run `mlx run recsys export` first")
-    meta = json.loads(meta_path.read_text())
-    schema = Schema(**meta["schema"])
-    module = load_scorer(model_path)
-    rows = []
-    for text in inputs:
-        path = Path(text)
-        if not path.is_file():
+    """Score files with the predictor ``mlx serve`` serves (``serve.serve``): the same probabilities."""
+    from .serve import serve
+
+    for text in inputs:  # every input checked (one line naming it) before the scorer is loaded
+        if not Path(text).is_file():
             raise DataError(f"input {text} is not a file (expected a Criteo-format TSV)")
-        rows.append(_score_file(ctx, module, schema, path))
-    return rows
+    predictor = serve(ctx)
+    schema = Schema(**json.loads(ctx.run_dir.joinpath(*META_FILE).read_text())["schema"])
+    return [_score_file(ctx, predictor, schema, Path(text)) for text in inputs]
 
 
-def _score_file(ctx: Any, module: Any, schema: Schema, path: Path) -> dict[str, Any]:
-    """Score one TSV file in batches; its scores go to ``<output_dir>/<stem>.scores.tsv``."""
-    import torch
-
+def _score_file(ctx: Any, predictor: Any, schema: Schema, path: Path) -> dict[str, Any]:
+    """Score one TSV file; its scores go to ``<output_dir>/<stem>.scores.tsv``."""
     from .metrics import auc
+    from .serve import ScoreRequest
 
-    probs, labels = [], []
-    lines = _Examples(path, schema, ctx.config.data.on_bad_line)
-    for batch in _batches(lines, ctx.config.predict.batch_size):
-        dense, kjt, y = to_batch(batch, schema.features)
-        with torch.no_grad():
-            probs.append(module(dense, kjt.values(), kjt.lengths()))
-        labels.append(y)
-    if not probs:
+    lines = _Lines(path, schema, ctx.config.data.on_bad_line)
+    good = list(lines)
+    if not good:
         raise DataError(f"{path}: no examples to score")
-    p, y = torch.cat(probs), torch.cat(labels)
+    (res,) = predictor.run([ScoreRequest(lines=[text for text, _ in good])])
+    p = res.probabilities
     out_path = ctx.output_dir / f"{path.stem}.scores.tsv"
     with open(out_path, "w") as fh:
-        fh.write("".join(f"{v:.6f}\n" for v in p.tolist()))
-    row = {"input": str(path), "examples": int(p.numel()), "mean_score": float(p.mean()), "skipped": lines.skipped,
+        fh.write("".join(f"{v:.6f}\n" for v in p))
+    row = {"input": str(path), "examples": len(p), "mean_score": sum(p) / len(p), "skipped": lines.skipped,
            "scores": str(out_path)}  # fmt: skip
     if lines.labeled:
-        row["auc"] = auc(p, y)
+        import torch
+
+        row["auc"] = auc(torch.tensor(p), torch.tensor([y for _, y in good]))
     return row
 
 
-class _Examples:
-    """The parsed examples of a TSV file, in order; counts the bad lines it skipped and notes
-    whether every line was labeled (unlabeled lines, the Criteo test format, are scored too)."""
+class _Lines:
+    """The good lines of a TSV file with their labels, in order; counts the bad lines it skipped
+    and notes whether every line was labeled (unlabeled lines, the Criteo test format, are scored too)."""
 
     def __init__(self, path: Path, schema: Schema, on_bad: str) -> None:
         self.path, self.schema, self.on_bad = path, schema, on_bad
         self.skipped, self.labeled = 0, True
 
     def __iter__(self):  # type: ignore[no-untyped-def]
+        from .serve import labeled
+
         with open(self.path, "rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
                 try:
-                    line = decode(raw)
-                    if line.rstrip("\r\n").count("\t") == N_COLUMNS_UNLABELED - 1:
-                        line, self.labeled = "0\t" + line, False
+                    line, has_label = labeled(decode(raw))
+                    self.labeled = self.labeled and has_label
                     example = parse_line(line, self.schema)
                 except BadLine as bad:
                     if self.on_bad == "error":
@@ -81,7 +73,7 @@ class _Examples:
                         ) from None
                     self.skipped += 1
                     continue
-                yield example
+                yield line, example.label
 
 
 def _batches(items: Any, size: int) -> Any:

@@ -114,3 +114,9 @@ def predict(ctx, inputs):
     from .predict import predict
 
     return predict(ctx, inputs)
+
+
+def serve(ctx, format=None):
+    from .serve import serve
+
+    return serve(ctx, format=format)

@@ -47,11 +47,12 @@ def mlx_plugin():
             "train": "mlx_translation.train:run",
             "export": "mlx_translation.export:run",
             "predict": "mlx_translation.predict:run",
+            "serve": "mlx_translation.serve:serve",
         },
         hardware=("cpu", "cuda"),
         config=TranslationConfig,
         requires=("torch", "transformers", "datasets", "tokenizers", "sacrebleu"),
         profiler="torch",
         distribute="hf-trainer",  # Seq2SeqTrainer's DDP from torchrun's environment
-        core_api=">=1.2,<2",  # stage table
+        core_api=">=1.3,<2",  # stage table, serve, distribute
     )

@@ -10,11 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlx_core import ConfigError, DataError, RunError
+from mlx_core import DataError
 
 from . import offline
-from .export import HF_DIR, PLUGIN_META
-from .files import quiet_transformers
+from .export import PLUGIN_META
 
 offline()  # before transformers or datasets is first imported: nothing may be downloaded
 
@@ -93,45 +92,16 @@ def generation_kwargs(cfg) -> dict[str, Any]:
 
 
 def run(ctx, inputs: list[str]) -> list[dict[str, Any]]:
+    """Run the predictor ``mlx serve`` serves (``serve.serve``) on the sentences: the same output."""
+    from .serve import TranslateRequest, check, serve
+
     cfg = ctx.config.predict
     # every check of the user's input comes before the heavy imports, so mistakes fail in a second
-    folder = ctx.run_dir / Path(*HF_DIR)
-    if not (folder / "config.json").exists():
-        raise RunError(f"{ctx.run_dir} has no exported model in {folder}; run `mlx run translation export` first")
-    exp_dir = ctx.run_dir / "export" / "torch_export"
-    if cfg.backend == "exported":
-        if cfg.do_sample:
-            raise ConfigError(
-                "predict.do_sample=true needs predict.backend=eager; the exported backend does greedy and beam search"
-            )
-        if not exp_dir.is_dir():
-            raise RunError(
-                f"{ctx.run_dir} has no torch.export programs in {exp_dir}; run the export stage with export.torch_export=true"
-            )
+    check(ctx, cfg.backend)
     texts = expand_inputs(inputs)
-
-    import torch
-
-    quiet_transformers()
-    torch.manual_seed(ctx.seed)
-    translator = Translator(folder, device=ctx.device)
-    if cfg.backend == "exported":
-        from .exported import ExportedSeq2Seq
-
-        runner = ExportedSeq2Seq(exp_dir)
-        translations = []
-        for i in range(0, len(texts), cfg.batch_size):
-            enc = translator.encode(texts[i : i + cfg.batch_size])
-            if cfg.num_beams > 1:
-                ids = runner.beam(enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens, cfg.num_beams)
-            else:
-                ids = runner.greedy(enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens)
-            translations += [t.strip() for t in translator.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    else:
-        translations = [
-            r["translation_text"] for r in translator(texts, batch_size=cfg.batch_size, **generation_kwargs(cfg))
-        ]
-    rows = [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
+    predictor = serve(ctx)
+    (res,) = predictor.run([TranslateRequest(sentences=texts)])
+    rows = [{"source": s, "translation": t} for s, t in zip(texts, res.translations, strict=True)]
     if ctx.output_dir is not None:
         from mlx_core import atomic_write
 
