@@ -4,10 +4,10 @@ overhead against the hand-written loop it replaced.
     .venv/bin/python benchmarks/scaling.py            # every plugin in PLUGINS, 1 and 2 processes; overhead
     .venv/bin/python benchmarks/scaling.py --plugins segmentation --repeats 7 --steps 8 --image-size 96
 
-1. samples/s of `mlx run PLUGIN train` for each row of PLUGINS (segmentation, recsys,
-   translation) at 1 process (2 threads) and at `--nproc 2` (1 thread each): the same 2 threads
+1. samples/s of `mlx run PLUGIN train` for each row of PLUGINS (segmentation, custom_ops'
+   torch RedNet, recsys, translation) at 1 process (2 threads) and at `--nproc 2` (1 thread each): the same 2 threads
    in both, so the ratio shows the cost of the launcher and the collectives (gloo all-reduce, two
-   interpreters), not more cores. Read from run.json (segmentation: records.engine.samples_per_s,
+   interpreters), not more cores. Read from run.json (segmentation, custom_ops: records.engine.samples_per_s,
    all ranks' training samples per second of training time, evaluation excluded; recsys and
    translation: their own samples/s metric). Cases interleaved over --proc-repeats; the median.
    PLUGINS is the table to extend: overrides, thread key, run.json metric, goal.
@@ -71,6 +71,24 @@ def _segmentation_sets(args: argparse.Namespace) -> list[str]:
 #: plugin -> how to run it; extend it when a plugin learns to distribute
 PLUGINS: dict[str, Plugin] = {
     "segmentation": Plugin([], "train.threads", "records.engine.samples_per_s", None),  # sets from the CLI args
+    "custom_ops": Plugin(
+        [
+            "model.backend=torch",
+            "model.impl=composite",
+            "data.sample_classes=2",
+            "data.sample_per_class=32",
+            "data.sample_valid_per_class=4",
+            "model.width=4",
+            "model.stem_channels=8",
+            "model.group_channels=4",
+            "model.kernel_size=3",
+            "train.epochs=1",
+            "train.batch_size=8",
+        ],
+        "train.threads",
+        "records.engine.samples_per_s",
+        None,
+    ),  # fmt: skip
     "recsys": Plugin(
         [
             "data.examples=12000",
