@@ -1,13 +1,16 @@
 """Scaling of the plugins on the shared engine (mlx_torch, pytorch-ignite), and the engine's
 overhead against the hand-written loop it replaced.
 
-    .venv/bin/python benchmarks/scaling.py            # segmentation: 1 and 2 processes, overhead
-    .venv/bin/python benchmarks/scaling.py --repeats 7 --steps 8 --image-size 96
+    .venv/bin/python benchmarks/scaling.py            # every plugin in PLUGINS, 1 and 2 processes; overhead
+    .venv/bin/python benchmarks/scaling.py --plugins segmentation --repeats 7 --steps 8 --image-size 96
 
-1. samples/s of `mlx run segmentation train` at 1 process (2 threads) and at `--nproc 2` (1
-   thread each): the same 2 threads in both, so the ratio shows the cost of DDP (gloo all-reduce,
-   two interpreters), not more cores. Read from run.json (records.engine.samples_per_s: all ranks'
-   training samples per second of training time, evaluation excluded).
+1. samples/s of `mlx run PLUGIN train` for each row of PLUGINS (segmentation, custom_ops'
+   torch RedNet, recsys, translation) at 1 process (2 threads) and at `--nproc 2` (1 thread each): the same 2 threads
+   in both, so the ratio shows the cost of the launcher and the collectives (gloo all-reduce, two
+   interpreters), not more cores. Read from run.json (segmentation, custom_ops: records.engine.samples_per_s,
+   all ranks' training samples per second of training time, evaluation excluded; recsys and
+   translation: their own samples/s metric). Cases interleaved over --proc-repeats; the median.
+   PLUGINS is the table to extend: overrides, thread key, run.json metric, goal.
 2. The step time of the engine (an Ignite Engine running mlx_torch's training step, with the
    handlers fit attaches per iteration) against a copy of segmentation's old hand-written loop,
    on the same model, the same batches, in one process; cases interleaved, median and min of
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,24 +44,151 @@ IGNORE = 255
 
 
 # --- 1. processes ------------------------------------------------------------------------------
-def run_processes(nproc: int, args: argparse.Namespace, work: Path) -> dict:
-    sets = [f"data.image_size={args.image_size}", f"data.sample_train={args.train_images}", "data.sample_val=4",
-            f"train.batch_size={args.batch}", f"train.epochs={args.epochs}", f"train.threads={2 // nproc}"]  # fmt: skip
-    cmd = [sys.executable, "-m", "mlx_core", "run", "segmentation", "train", "--runs-dir", str(work / f"n{nproc}"),
+THREADS_TOTAL = 2
+RECSYS_TABLES = (
+    "model.tables=["
+    '{name="product_table",embedding_dim=16,num_embeddings=2048,feature_names=["product","history"]},'
+    '{name="user_table",embedding_dim=16,num_embeddings=1024,feature_names=["user"]},'
+    '{name="category_table",embedding_dim=16,num_embeddings=64,feature_names=["category"]}]'
+)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One row of the scaling table: how to run a tiny `mlx run PLUGIN train` and read its speed."""
+
+    sets: list[str]  # config overrides (the size of the run)
+    thread_key: str  # the plugin's per-process thread count key
+    metric: str  # dotted path into run.json holding the job's training samples/s (all ranks)
+    target: float | None  # goal for samples/s at 2 processes / 1 process; None: informational
+
+
+def _segmentation_sets(args: argparse.Namespace) -> list[str]:
+    return [f"data.image_size={args.image_size}", f"data.sample_train={args.train_images}", "data.sample_val=4",
+            f"train.batch_size={args.batch}", f"train.epochs={args.epochs}"]  # fmt: skip
+
+
+#: plugin -> how to run it; extend it when a plugin learns to distribute
+PLUGINS: dict[str, Plugin] = {
+    "segmentation": Plugin([], "train.threads", "records.engine.samples_per_s", None),  # sets from the CLI args
+    "custom_ops": Plugin(
+        [
+            "model.backend=torch",
+            "model.impl=composite",
+            "data.sample_classes=2",
+            "data.sample_per_class=32",
+            "data.sample_valid_per_class=4",
+            "model.width=4",
+            "model.stem_channels=8",
+            "model.group_channels=4",
+            "model.kernel_size=3",
+            "train.epochs=1",
+            "train.batch_size=8",
+        ],
+        "train.threads",
+        "records.engine.samples_per_s",
+        None,
+    ),  # fmt: skip
+    "recsys": Plugin(
+        [
+            "data.examples=12000",
+            "data.batch_size=256",
+            RECSYS_TABLES,
+            "model.dense_arch=[32]",
+            "model.over_arch=[32]",
+            "train.epochs=1",
+            "train.allow_oversubscribe=true",
+        ],
+        "train.threads",
+        "metrics.examples_per_s",
+        0.8,
+    ),  # fmt: skip
+    "translation": Plugin(
+        [
+            "data.size=400",
+            "data.vocab_size=200",
+            "model.d_model=64",
+            "model.d_ff=128",
+            "model.num_heads=2",
+            "model.num_layers=2",
+            "train.epochs=2",
+            "train.batch_size=32",
+            "train.eval_samples=8",
+            "train.generation_max_length=8",
+        ],
+        "train.num_threads",
+        "metrics.train_examples_per_s",
+        0.8,
+    ),  # fmt: skip
+}
+
+
+def _dig(manifest: dict, path: str):
+    for key in path.split("."):
+        manifest = manifest[key]
+    return manifest
+
+
+def run_processes(plugin: str, nproc: int, args: argparse.Namespace, runs: Path) -> dict:
+    spec = PLUGINS[plugin]
+    threads = THREADS_TOTAL // nproc
+    sets = [*(spec.sets or _segmentation_sets(args)), f"{spec.thread_key}={threads}"]
+    cmd = [sys.executable, "-m", "mlx_core", "run", plugin, "train", "--runs-dir", str(runs),
            "--device", "cpu", *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(2 // nproc)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    (manifest,) = (work / f"n{nproc}").glob("segmentation/*/run.json")
+    (manifest,) = runs.glob(f"{plugin}/*/run.json")
     m = json.loads(manifest.read_text())
-    return {"plugin": "segmentation", "nproc": nproc, "threads_per_process": 2 // nproc,
-            "samples_per_s": m["records"]["engine"]["samples_per_s"], "wall_s": wall,
-            "world_size": m["records"]["engine"]["world_size"]}  # fmt: skip
+    world = m.get("launch", {}).get("world_size") or m.get("records", {}).get("engine", {}).get("world_size") or nproc
+    return {"plugin": plugin, "nproc": nproc, "threads_per_process": threads,
+            "samples_per_s": float(_dig(m, spec.metric)), "wall_s": wall, "world_size": world}  # fmt: skip
+
+
+def processes(args: argparse.Namespace) -> list[dict]:
+    """Every plugin at 1 and 2 processes, cases interleaved over the repeats; one row per case
+    (median samples/s, min beside it when repeated)."""
+    runs: dict[tuple[str, int], list[dict]] = {(p, n): [] for p in args.plugins for n in (1, 2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.proc_repeats):
+            for plugin in args.plugins:
+                for n in (1, 2):
+                    console.print(f"repeat {r + 1}: {plugin} --nproc {n}")
+                    runs[(plugin, n)].append(run_processes(plugin, n, args, Path(tmp) / f"{plugin}-{n}-{r}"))
+    rows = []
+    for (_, _), cases in runs.items():
+        row = dict(cases[0])
+        row["samples_per_s"] = statistics.median(c["samples_per_s"] for c in cases)
+        row["wall_s"] = statistics.median(c["wall_s"] for c in cases)
+        if len(cases) > 1:
+            row["min_samples_per_s"] = min(c["samples_per_s"] for c in cases)
+            row["repeats"] = len(cases)
+        rows.append(row)
+    return rows
+
+
+def scaling_goals(procs: list[dict]) -> list[dict]:
+    goals = []
+    for plugin in dict.fromkeys(r["plugin"] for r in procs):
+        one, two = (next(r for r in procs if r["plugin"] == plugin and r["nproc"] == n) for n in (1, 2))
+        ratio, target = two["samples_per_s"] / one["samples_per_s"], PLUGINS[plugin].target
+        if target is None:
+            goals.append({"goal": f"{plugin} samples/s at 2 processes / 1 process, 2 threads total (informational: "
+                          "shows DDP's cost, not more cores)", "ratio": ratio, "target": None, "met": None})  # fmt: skip
+            continue
+        goal = {"goal": f"{plugin}: 2 processes x 1 thread keep >= {target}x the samples/s of 1 process x 2 threads",
+                "ratio": ratio, "target": target, "met": ratio >= target}  # fmt: skip
+        if not goal["met"]:
+            goal["reason"] = (
+                "per-step collectives (gloo all-reduce) on a shared 2-core machine cost more than the split saves"
+            )
+        goals.append(goal)
+    return goals
 
 
 # --- 2. the engine against the old loop ------------------------------------------------------
@@ -142,9 +273,16 @@ def chart(procs: list[dict], steps: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a1.bar([f"{r['nproc']} proc x {r['threads_per_process']} thr" for r in procs], [r["samples_per_s"] for r in procs])
+    plugins = list(dict.fromkeys(r["plugin"] for r in procs))
+    for offset, n in ((-0.2, 1), (0.2, 2)):
+        a1.bar([i + offset for i in range(len(plugins))],
+               [next(r["samples_per_s"] for r in procs if r["plugin"] == p and r["nproc"] == n) for p in plugins],
+               0.4, label=f"{n} proc x {THREADS_TOTAL // n} thr")  # fmt: skip
+    a1.set_xticks(range(len(plugins)), plugins)
+    a1.set_yscale("log")
     a1.set_ylabel("training samples / s")
-    a1.set_title("segmentation: 1 vs 2 processes (2 threads total)")
+    a1.set_title("1 vs 2 processes (2 threads total)")
+    a1.legend(fontsize=8)
     names = list(steps)
     a2.bar(names, [steps[n]["median_ms"] for n in names], label="median")
     a2.scatter(names, [steps[n]["min_ms"] for n in names], color="k", zorder=3, label="min")
@@ -165,13 +303,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="steps per repeat of the overhead comparison")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-processes", action="store_true", help="only the overhead comparison")
+    ap.add_argument(
+        "--plugins", nargs="+", default=list(PLUGINS), choices=list(PLUGINS), help="plugins timed at 1 and 2 processes"
+    )
+    ap.add_argument("--proc-repeats", type=int, default=1, help="runs per plugin and process count (interleaved)")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     steps = overhead(args)
-    procs = []
-    if not args.no_processes:
-        with tempfile.TemporaryDirectory() as tmp:
-            procs = [run_processes(n, args, Path(tmp)) for n in (1, 2)]
+    procs = [] if args.no_processes else processes(args)
 
     ratio = steps["ignite engine"]["median_ms"] / steps["old loop"]["median_ms"]
     goals = [{"goal": "Ignite engine step time <= 1.05 x the hand-written loop's (segmentation, same batches)",
@@ -180,10 +319,7 @@ def main() -> None:
         goals[0]["reason"] = (
             "the engine's per-step work (Ignite event dispatch, schedule step, loss check) on a shared 2-core box"
         )
-    if procs:
-        scale = procs[1]["samples_per_s"] / procs[0]["samples_per_s"]
-        goals.append({"goal": "segmentation samples/s at 2 processes / 1 process, 2 threads total (informational: "
-                      "shows DDP's cost, not more cores)", "ratio": scale, "target": None, "met": None})  # fmt: skip
+    goals += scaling_goals(procs)
 
     table = Table(title=f"engine scaling and overhead (load avg {load:.1f})")
     for col in ("case", "median", "min", "repeats / wall"):
@@ -191,8 +327,9 @@ def main() -> None:
     for name, r in steps.items():
         table.add_row(f"step: {name}", f"{r['median_ms']:.1f} ms", f"{r['min_ms']:.1f} ms", str(r["repeats"]))
     for r in procs:
-        table.add_row(f"segmentation --nproc {r['nproc']} ({r['threads_per_process']} thr each)",
-                      f"{r['samples_per_s']:.2f} samples/s", "", f"{r['wall_s']:.0f} s")  # fmt: skip
+        low = f"{r['min_samples_per_s']:.2f}" if "min_samples_per_s" in r else ""
+        table.add_row(f"{r['plugin']} --nproc {r['nproc']} ({r['threads_per_process']} thr each)",
+                      f"{r['samples_per_s']:.2f} samples/s", low, f"{r['wall_s']:.0f} s")  # fmt: skip
     Console().print(table)
     for g in goals:
         Console().print(f"{g['goal']}: {g['ratio']:.3f}" + ("" if g["met"] is None else f" (met: {g['met']})"))

@@ -62,7 +62,7 @@ def test_torch_custom_end_to_end(tmp_path):
     assert exp["graph_custom_ops"] == ["mlx_custom_ops.involution.default"]
     assert exp["max_abs_diff"] <= 1e-4
     assert (m.run_dir / "export" / "model.pt2").is_file()
-    assert (m.run_dir / "checkpoints" / "epoch_0001.pt").is_file()
+    assert (m.run_dir / "checkpoints" / "epoch-001.pt").is_file()  # the engine's checkpoint (mlx_torch)
 
 
 @pytest.mark.slow

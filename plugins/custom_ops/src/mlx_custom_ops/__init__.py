@@ -28,7 +28,8 @@ def mlx_plugin():
         hardware=("cpu", "cuda"),
         config=CustomOpsConfig,
         options=CustomOpsOptions,
-        core_api=">=1.2,<2",  # stage table, examples
+        distribute="torch-ddp",  # torch backend: mlx_torch (ignite.distributed); Paddle refused by check_distribution
+        core_api=">=1.3,<2",  # stage table, examples, distribute
         requires=("paddle", "torch"),
         profiler="paddle",
     )

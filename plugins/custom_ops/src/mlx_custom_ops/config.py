@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlx_core import ConfigError, Section
+from mlx_torch.config import EngineTrainConfig, Schedule
 
 
 class DataConfig(Section):
@@ -50,10 +51,19 @@ class ModelConfig(Section):
     )
 
 
-class TrainConfig(Section):
+class TrainConfig(EngineTrainConfig):
+    """The RedNet keys plus the engine's (precision, early_stopping, grad_accum_steps, ...:
+    docs/engine.md), which the torch backend uses; the Paddle backend reads epochs, batch_size,
+    lr, weight_decay and threads only."""
+
     epochs: int = Field(6, ge=1, le=1000, description="passes over the training split")
     batch_size: int = Field(16, ge=1, le=4096, description="images per step")
     lr: float = Field(0.05, gt=0, le=10, description="SGD learning rate (momentum 0.9, cosine decay)")
+    lr_schedule: Schedule = Field(
+        "cosine",
+        description="torch backend: cosine (CosineAnnealingLR to 0, as the Paddle backend), poly or constant, "
+        "each after train.warmup_steps of linear warm-up",
+    )
     weight_decay: float = Field(1e-4, ge=0, le=1, description="L2 weight decay")
     threads: int = Field(
         0,

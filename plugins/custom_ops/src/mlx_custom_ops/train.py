@@ -1,4 +1,6 @@
-"""Train stage: Paddle's high-level ``Model.prepare/fit`` with Accuracy, or a plain torch loop.
+"""Train stage: Paddle's high-level ``Model.prepare/fit`` with Accuracy, or the torch RedNet on
+the shared engine (mlx_torch.fit, pytorch-ignite: DDP under ``--nproc N``, early stopping,
+precision; docs/engine.md).
 
 Both write a checkpoint per epoch under ``checkpoints/`` (atomically), resume from the last one
 under ``--from``, log loss/accuracy per epoch and draw ``train/curve.png``.
@@ -26,7 +28,8 @@ def _plot(ctx, history: list[dict]) -> None:
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     a.plot(ep, [h["val_loss"] for h in history], "o-", label="valid")
     a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.legend()
-    b.plot(ep, [h["train_acc"] for h in history], "o-", label="train")
+    if all("train_acc" in h for h in history):  # Paddle's fit reports it; the torch engine evaluates val only
+        b.plot(ep, [h["train_acc"] for h in history], "o-", label="train")
     b.plot(ep, [h["val_acc"] for h in history], "o-", label="valid")
     b.set_xlabel("epoch"), b.set_ylabel("accuracy"), b.set_ylim(0, 1.02), b.legend()
     cfg = ctx.config.model
@@ -205,75 +208,56 @@ def _paddle_recorder(ctx, model, ckpt_dir, history: list, done: int):
     return Recorder()
 
 
-# --- PyTorch ------------------------------------------------------------------------------------
+# --- PyTorch: on the shared engine (mlx_torch.fit, pytorch-ignite; docs/engine.md) -------------
 def _torch(ctx, data, net):
+    """The torch RedNet's domain only: the flip-augmented dataset, the loss, accuracy and loss as
+    Ignite metrics. Loop, DDP (``--nproc N``), checkpoints (``checkpoints/epoch-NNN.pt``), resume,
+    early stopping, precision and the cosine schedule are the engine's."""
     import torch
     import torch.nn.functional as F
+    from ignite.metrics import Accuracy, Loss
+
+    from mlx_torch.dist import is_main
+    from mlx_torch.fit import fit
 
     cfg = ctx.config.train
-    dev = "cuda" if ctx.device == "cuda" else "cpu"
-    xtr, ytr = torch.from_numpy(data.train.normalized()), torch.from_numpy(data.train.labels)
-    xva, yva = torch.from_numpy(data.valid.normalized()), torch.from_numpy(data.valid.labels)
-    steps = math.ceil(len(ytr) / cfg.batch_size)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
-    gen = torch.Generator().manual_seed(ctx.seed)
-    ckpt_dir = ctx.path("checkpoints")
-    history = _earlier_history(ctx)
-    done = 0
-    if ctx.resumed:
-        last = sorted(ckpt_dir.glob("epoch_*.pt"))
-        if last:
-            state = torch.load(last[-1], weights_only=True)
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            done = int(state["epoch"])
-            history = [h for h in history if h.get("epoch", 0) <= done]
-            ctx.log(f"resumed from {last[-1].name} (epoch {done})")
+    torch.manual_seed(ctx.seed)
+    train_set, val_set = _images(ctx, data.train, augment=True), _images(ctx, data.valid, augment=False)
+    result = fit(
+        ctx, net, train_set, val_set, cfg=cfg, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        optimizer=lambda params: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+        loss_fn=lambda model, batch: F.cross_entropy(model(batch[0]), batch[1]),
+        eval_fn=lambda model, batch: (model(batch[0]), batch[1]),
+        metrics=lambda device: {"acc": Accuracy(device=device), "loss": Loss(F.cross_entropy, device=device)},
+        summarize=lambda values: {"acc": float(values["acc"]), "loss": float(values["loss"])},
+        on_epoch_start=lambda epoch: setattr(train_set, "epoch", epoch),
+        initial_name="initial" if ctx.config.model.weights else "untrained",
+    )  # fmt: skip
+    if is_main(ctx):
+        last = result.history[-1]
+        ctx.log_metrics({"val_acc": last["val_acc"], "val_loss": last["val_loss"], "epochs": last["epoch"]})
+        _finish(ctx, [h for h in result.history if h["epoch"] > 0])
+        if result.checkpoint is not None:
+            ctx.add_artifact(result.checkpoint, kind="checkpoint", epoch=int(result.checkpoint.stem.split("-")[1]))
+    return result.model
 
-    def evaluate():
-        net.eval()
-        with torch.no_grad():
-            logits = torch.cat([net(xva[i : i + 64].to(dev)).cpu() for i in range(0, len(yva), 64)])
-        net.train()
-        return float(F.cross_entropy(logits, yva)), float((logits.argmax(1) == yva).float().mean())
 
-    with ctx.progress(f"train {cfg.epochs - done} epoch(s)", total=max(cfg.epochs - done, 0) * steps) as advance:
-        for epoch in range(done + 1, cfg.epochs + 1):
-            net.train()
-            perm = torch.randperm(len(ytr), generator=gen)
-            tot_loss, correct = 0.0, 0
-            for s in range(steps):
-                idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                x, y = xtr[idx].to(dev), ytr[idx].to(dev)
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                x[flip] = x[flip].flip(-1)
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot_loss += float(loss) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                advance(1)
-            vl, va = evaluate()
-            row = {
-                "epoch": epoch,
-                "train_loss": tot_loss / len(ytr),
-                "train_acc": correct / len(ytr),
-                "val_loss": vl,
-                "val_acc": va,
-            }
-            history.append(row)
-            state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "generator": gen.get_state(), "epoch": epoch}  # fmt: skip
-            with ctx.atomic_path("checkpoints", f"epoch_{epoch:04d}.pt") as tmp:
-                torch.save(state, tmp)
-            ctx.add_artifact(ctx.path("checkpoints", f"epoch_{epoch:04d}.pt"), kind="checkpoint", epoch=epoch)
-            ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-    _finish(ctx, history)
-    net.eval()
-    return net
+def _images(ctx, split, augment: bool):
+    """A split as a torch Dataset; the flip of image i in epoch e depends on (seed, e, i) only, so
+    every rank and a resumed run see the same augmentation whatever the sampler's order."""
+    import torch
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self):
+            self.x, self.y, self.epoch = split.normalized(), split.labels, 0
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, i):
+            x = self.x[i]
+            if augment and np.random.default_rng([ctx.seed, self.epoch, i]).random() < 0.5:
+                x = x[:, :, ::-1].copy()
+            return torch.from_numpy(x), int(self.y[i])
+
+    return Images()

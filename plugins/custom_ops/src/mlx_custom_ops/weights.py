@@ -7,7 +7,7 @@ The released RedNet-26/38/50/101/152 ImageNet checkpoints (github.com/d-li14/inv
 conv3,bn3,downsample.{0,1}}`` (``conv2`` the involution) and ``head.fc``. Their shortcut of a strided
 block is a strided 1x1 conv (``avg_down=False``), so they need ``model.downsample=conv``.
 
-This plugin's own torch RedNet state dicts (``checkpoints/epoch_NNNN.pt`` of a torch run, or a
+This plugin's own torch RedNet state dicts (``checkpoints/epoch-NNN.pt`` of a torch run: the engine's ``model`` entry, or a
 plain ``state_dict()``) load as they are. Files are read with ``torch.load(weights_only=True)``.
 Into a Paddle RedNet the same tensors go through the Paddle names (BN ``_mean``/``_variance``, the
 Linear weight transposed), as ``model.paddle_to_torch_state`` does the other way.
