@@ -1,231 +1,210 @@
-"""Translation benchmark: training examples/s and held-out BLEU, then generation tokens/s.
+"""Translation benchmark: exported (KV-cached) greedy decoding against eager ``generate()``, tokens/s.
 
-Generation is timed for greedy and beam search at batch sizes 1, 8 and 32, with the eager
-``save_pretrained`` model (``generate()``) and with the ``torch.export`` programs (the greedy and
-beam loops of ``mlx_translation.exported``). Prints a table, writes
-``benchmarks/results/translation.json`` and ``translation.png``.
+Issue 20, goal 1: the ``torch.export`` programs of ``mlx_translation.exported`` (encoder once, then
+one cached decoder step per token) against ``model.generate(do_sample=False, num_beams=1)`` at
+batch 1, 8 and 32, on 2 threads, the two backends interleaved, median and min of the repeats; the
+exported tokens are checked identical to ``generate()``'s on every batch. Beam search: one
+interleaved case at batch 8 (the exported beam loop still recomputes the prefix and is not checked
+token-identical, so that goal is recorded as not met).
 
-    python benchmarks/translation.py                      # trains the 'small' preset first (~2 min)
-    python benchmarks/translation.py --preset default     # the plugin's default config (BLEU claim)
-    python benchmarks/translation.py --run-dir RUN_DIR    # reuse an exported run
+    python benchmarks/translation.py                    # the plugin's default model shape, random weights (~1-2 min)
+    python benchmarks/translation.py --run-dir RUN_DIR  # a trained, exported run (its tokenizer and weights)
 
+Writes ``benchmarks/results/translation.json`` (top-level ``goals``) and ``translation.png``.
 The machine this was written on has 2 cores shared with other jobs: absolute timings are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-
-PRESETS = {
-    # a few minutes on one busy core: a smaller corpus and model than the defaults
-    "small": [
-        "data.size=2000",
-        "data.vocab_size=500",
-        "model.d_model=64",
-        "model.d_ff=128",
-        "model.num_heads=4",
-        "model.num_layers=2",
-        "model.dropout=0",
-        "train.epochs=6",
-        "train.batch_size=16",
-        "train.learning_rate=0.003",
-        "train.eval_samples=64",
-        "train.generation_max_length=40",
-    ],
-    "default": [],  # the plugin's defaults: 5000 pairs, d_model 128, 8 epochs
-}
-
-
-def train_run(preset: str, runs_dir: Path, device: str) -> tuple[Path, float]:
-    sets = [a for s in PRESETS[preset] for a in ("--set", s)]
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlx_core",
-        "run",
-        "translation",
-        "export",
-        "--runs-dir",
-        str(runs_dir),
-        "--device",
-        device,
-        *sets,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"training run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1]), wall
+GREEDY_TARGETS = {1: 1.5, 8: 1.0, 32: 1.0}
 
 
 def generated(row, pad: int, eos: int) -> list[int]:
     """The generated tokens of one output row: no start token, up to and including the first EOS.
 
-    (Batched beam search in transformers 5 fills finished rows with EOS, greedy with pad.)
+    Without an EOS every position was generated (a random model may well predict the pad id), so
+    only the padding after an EOS is left out; greedy ``generate()`` pads finished rows.
     """
     toks = [int(t) for t in row][1:]
-    if eos in toks:
-        return toks[: toks.index(eos) + 1]
-    while toks and toks[-1] == pad:
-        toks.pop()
-    return toks
+    return toks[: toks.index(eos) + 1] if eos in toks else toks
 
 
-def count_generated(rows, pad: int, eos: int) -> int:
-    return sum(len(generated(row, pad, eos)) for row in rows)
+def load(run_dir: Path | None, sentences: int):
+    """(model, runner, batches-source) for a trained run or a random T5 of the plugin's default shape."""
+    import torch
+    from mlx_translation.exported import ExportedSeq2Seq, export_programs
 
+    if run_dir is not None:
+        from mlx_translation.grammar import generate
+        from mlx_translation.predict import Translator
 
-def time_generation(fn, texts: list[str], batch_size: int, pad: int, eos: int, min_seconds: float) -> dict:
-    """Run ``fn(batch)`` over ``texts`` in batches (repeating the pass until min_seconds); tokens/s."""
-    fn(texts[:batch_size])  # warm-up
-    tokens = sentences = 0
-    t0 = time.perf_counter()
-    while True:
-        for i in range(0, len(texts), batch_size):
-            rows = fn(texts[i : i + batch_size])
-            tokens += count_generated(rows, pad, eos)
-            sentences += len(rows)
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_seconds:
-            break
-    return {
-        "tokens": tokens,
-        "sentences": sentences,
-        "seconds": round(elapsed, 3),
-        "tokens_per_s": round(tokens / elapsed, 1),
-    }
+        translator = Translator(run_dir / "export" / "hf")
+        texts = [r["translation"]["en"] for r in generate(sentences, seed=4242)]
+        enc = translator.encode(texts)
+        runner = ExportedSeq2Seq(run_dir / "export" / "torch_export")
+        return translator.model, runner, enc["input_ids"], enc["attention_mask"], f"trained run {run_dir}"
+    from mlx_translation.config import TranslationConfig
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    cfg = TranslationConfig().model
+    torch.manual_seed(0)
+    vocab = 600
+    model = T5ForConditionalGeneration(
+        T5Config(vocab_size=vocab, d_model=cfg.d_model, d_kv=cfg.d_model // cfg.num_heads, d_ff=cfg.d_ff,
+                 num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads,
+                 dropout_rate=0.0, feed_forward_proj="relu", tie_word_embeddings=True,
+                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    ).eval()  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="mlx-translation-bench-"))
+    export_programs(model, folder)
+    # source lengths 6..24 with right padding, like a tokenized batch of sentences
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(6, 25, (sentences,), generator=g)
+    ids = torch.randint(2, vocab, (sentences, int(lengths.max())), generator=g)
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+    ids = ids * mask
+    label = f"random T5 of the default model shape (d_model {cfg.d_model}, {cfg.num_layers} layers), vocab {vocab}"
+    return model, ExportedSeq2Seq(folder), ids, mask, label
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, help="an exported translation run to benchmark (skips training)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="small", help="config to train when no --run-dir")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="where the training run goes (default: a temp dir)")
-    parser.add_argument("--sentences", type=int, default=32, help="sentences per generation pass")
+    parser.add_argument("--run-dir", type=Path, help="an exported translation run (default: random default-shape T5)")
+    parser.add_argument("--sentences", type=int, default=32, help="sentences per pass (also the largest batch)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--beams", type=int, default=4, help="beam width of the beam-search rows")
-    parser.add_argument("--max-new-tokens", type=int, default=40)
-    parser.add_argument("--min-seconds", type=float, default=2.0, help="repeat each case at least this long")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for generation")
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "translation.json")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+    from mlx_translation.files import quiet_transformers
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    train_wall = None
-    if args.run_dir is None:
-        runs = args.runs_dir or Path(tempfile.mkdtemp(prefix="mlx-translation-bench-"))
-        console.print(f"training preset {args.preset!r} into {runs} ...")
-        run_dir, train_wall = train_run(args.preset, runs, "cpu")
-        preset = args.preset
-    else:
-        run_dir, preset = args.run_dir, "given run"
-    manifest = json.loads((run_dir / "run.json").read_text())
-    if args.run_dir is not None:
-        from mlx_translation.config import TranslationConfig
-
-        defaults = TranslationConfig().model_dump(mode="json")
-        same = all(manifest["config"][k] == defaults[k] for k in ("data", "model", "train", "seed"))
-        preset = "default (given run)" if same else "given run (non-default config)"
-    metrics = manifest["metrics"]
-    training = {
-        "preset": preset,
-        "overrides": PRESETS.get(preset, []),
-        "config": {k: manifest["config"][k] for k in ("data", "model", "train")},
-        "run_dir": str(run_dir),
-        "run_wall_s": round(train_wall, 1) if train_wall else None,
-        "stage_seconds": {k: v.get("duration_s") for k, v in manifest["stages"].items()},
-        "parameters": manifest["records"]["model"]["parameters"],
-        "train_records": metrics.get("train_records"),
-        "test_records": metrics.get("test_records"),
-        "epochs": manifest["config"]["train"]["epochs"],
-        "train_seconds": metrics.get("train_seconds"),
-        "train_examples_per_s": metrics.get("train_examples_per_s"),
-        "bleu_untrained": metrics.get("bleu_untrained"),
-        "bleu": metrics.get("bleu"),
-        "export_token_identical": f"{metrics.get('export_token_identical')}/{metrics.get('parity_samples')}",
-        "export_max_abs_logit_diff": metrics.get("export_max_abs_logit_diff"),
-    }
-
-    import torch
-    from mlx_translation.exported import ExportedSeq2Seq
-    from mlx_translation.files import quiet_transformers
-    from mlx_translation.grammar import generate
-    from mlx_translation.predict import Translator
-
     quiet_transformers()
     torch.set_num_threads(args.threads)
-    translator = Translator(run_dir / "export" / "hf")
-    runner = ExportedSeq2Seq(run_dir / "export" / "torch_export")
-    pad, eos = translator.model.config.pad_token_id, translator.model.config.eos_token_id
-    texts = [r["translation"]["en"] for r in generate(args.sentences, seed=4242)]  # new sentences of the grammar
-    n_new = args.max_new_tokens
+    console = Console()
+    model, runner, all_ids, all_mask, label = load(args.run_dir, args.sentences)
+    pad, eos, n_new = model.config.pad_token_id, model.config.eos_token_id, args.max_new_tokens
 
-    def eager(num_beams):
-        return lambda batch: translator.generate(batch, max_new_tokens=n_new, do_sample=False, num_beams=num_beams)
+    def eager(ids, mask, beams):
+        with torch.no_grad():
+            return model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=n_new, do_sample=False, num_beams=beams
+            )
 
-    def exported(num_beams):
-        def fn(batch):
-            enc = translator.encode(batch)
-            if num_beams == 1:
-                return runner.greedy(enc["input_ids"], enc["attention_mask"], n_new)
-            return runner.beam(enc["input_ids"], enc["attention_mask"], n_new, num_beams)
+    def exported(ids, mask, beams):
+        if beams == 1:
+            return runner.greedy(ids, mask, n_new)
+        return runner.beam(ids, mask, n_new, beams)
 
-        return fn
+    def batch(bs):
+        # the first bs sentences, trimmed to their longest row (what a tokenizer would give)
+        mask = all_mask[:bs]
+        width = int(mask.sum(1).max())
+        return all_ids[:bs, :width], mask[:, :width]
 
-    cases = []
-    for backend, make in (("eager", eager), ("exported", exported)):
-        for mode, beams in (("greedy", 1), (f"beam{args.beams}", args.beams)):
-            for bs in args.batch_sizes:
-                console.print(f"  {backend} {mode} batch {bs} ...", end="")
-                r = time_generation(make(beams), texts, bs, pad, eos, args.min_seconds)
-                console.print(f" {r['tokens_per_s']} tok/s")
-                cases.append({"backend": backend, "mode": mode, "batch_size": bs, **r})
+    cases = [("greedy", 1, bs) for bs in args.batch_sizes] + [(f"beam{args.beams}", args.beams, 8)]
+    rows, identical = [], {}
+    for mode, beams, bs in cases:
+        ids, mask = batch(bs)
+        e_out, x_out = eager(ids, mask, beams), exported(ids, mask, beams)  # warm-up and token check
+        tokens = sum(len(generated(r, pad, eos)) for r in e_out)
+        if beams == 1:
+            identical[bs] = [generated(a, pad, eos) for a in e_out] == [generated(b, pad, eos) for b in x_out]
+        times = {"eager": [], "exported": []}
+        reps = args.repeats if beams == 1 else 2
+        for _ in range(reps):  # interleaved: eager, exported, eager, ...
+            for name, fn in (("eager", eager), ("exported", exported)):
+                t0 = time.perf_counter()
+                fn(ids, mask, beams)
+                times[name].append(time.perf_counter() - t0)
+        pair = [e / x for e, x in zip(times["eager"], times["exported"], strict=True)]
+        row = {
+            "mode": mode,
+            "batch_size": bs,
+            "generated_tokens": tokens,
+            "eager_tokens_per_s": round(tokens / statistics.median(times["eager"]), 1),
+            "exported_tokens_per_s": round(tokens / statistics.median(times["exported"]), 1),
+            "ratio_median": round(statistics.median(times["eager"]) / statistics.median(times["exported"]), 3),
+            "ratio_min": round(min(pair), 3),
+            "eager_s": [round(t, 4) for t in times["eager"]],
+            "exported_s": [round(t, 4) for t in times["exported"]],
+        }
+        if beams == 1:
+            row["token_identical"] = identical[bs]
+        rows.append(row)
+        console.print(f"  {mode} batch {bs}: x{row['ratio_median']} (min x{row['ratio_min']})")
 
-    # agreement of the two backends on greedy output over the benchmark sentences
-    enc = translator.encode(texts)
-    eager_ids = eager(1)(texts)
-    exp_ids = runner.greedy(enc["input_ids"], enc["attention_mask"], n_new)
-    agree = sum(generated(a, pad, eos) == generated(b, pad, eos) for a, b in zip(eager_ids, exp_ids, strict=True))
+    goals = []
+    for r in rows:
+        if r["mode"] != "greedy":
+            continue
+        target = GREEDY_TARGETS.get(r["batch_size"], 1.0)
+        met = r["ratio_median"] >= target and r["token_identical"]
+        goal = {
+            "goal": f"translation: exported KV-cached greedy / eager generate() tokens/s, batch {r['batch_size']}, token-identical",
+            "ratio": r["ratio_median"],
+            "target": f">= {target}",
+            "met": met,
+            "min_ratio": r["ratio_min"],
+        }
+        if not met:
+            goal["reason"] = (
+                "exported tokens differ from generate()" if not r["token_identical"]
+                else f"median ratio {r['ratio_median']} below {target}: the cached step runs the same matmuls and "
+                     "attention as eager and saves only generate()'s Python overhead; on 2 shared, loaded cores "
+                     "2 threads add a per-step thread hand-off wait larger than either backend's own work"
+            )  # fmt: skip
+        goals.append(goal)
+    beam = next(r for r in rows if r["mode"] != "greedy")
+    goals.append({
+        "goal": f"translation: exported beam search ({args.beams} beams) / eager generate(num_beams) tokens/s, batch 8, token-identical",
+        "ratio": beam["ratio_median"],
+        "target": ">= 1.0",
+        "met": False,
+        "min_ratio": beam["ratio_min"],
+        "reason": "not done: the exported beam loop still recomputes the whole prefix (no cache reordering) and is "
+                  "not checked token-identical to generate(num_beams=...)",
+    })  # fmt: skip
 
-    table = Table(title=f"translation generation (CPU, {args.threads} thread(s), max_new_tokens={n_new})")
-    for col in ("backend", "mode", "batch", "sentences", "tokens", "seconds", "tokens/s"):
-        table.add_column(col, justify="right" if col not in ("backend", "mode") else "left")
-    for c in cases:
-        table.add_row(
-            c["backend"],
-            c["mode"],
-            str(c["batch_size"]),
-            str(c["sentences"]),
-            str(c["tokens"]),
-            f"{c['seconds']:.2f}",
-            f"{c['tokens_per_s']:.1f}",
-        )
+    table = Table(title=f"translation generation, {label} (CPU, {args.threads} threads, max_new_tokens={n_new})")
+    for col in (
+        "mode",
+        "batch",
+        "tokens",
+        "eager tok/s",
+        "exported tok/s",
+        "ratio (median)",
+        "ratio (min)",
+        "identical",
+    ):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in rows:
+        table.add_row(r["mode"], str(r["batch_size"]), str(r["generated_tokens"]), f"{r['eager_tokens_per_s']:.1f}",
+                      f"{r['exported_tokens_per_s']:.1f}", f"{r['ratio_median']:.2f}", f"{r['ratio_min']:.2f}",
+                      str(r.get("token_identical", "not checked")))  # fmt: skip
     console.print(table)
-    tt = Table(title="training (from the run's manifest)")
-    tt.add_column("metric")
-    tt.add_column("value", justify="right")
-    for k, v in training.items():
-        if k not in ("overrides", "stage_seconds", "run_dir"):
-            tt.add_row(k, str(v))
-    tt.add_row("stage seconds", ", ".join(f"{k} {v}" for k, v in training["stage_seconds"].items()))
-    tt.add_row("greedy eager == exported", f"{agree}/{len(texts)} sentences")
-    console.print(tt)
+    gt = Table(title="goals")
+    for col in ("goal", "ratio", "target", "met"):
+        gt.add_column(col)
+    for g in goals:
+        gt.add_row(g["goal"], str(g["ratio"]), g["target"], str(g["met"]))
+    console.print(gt)
 
     result = {
         "benchmark": "translation",
@@ -236,51 +215,44 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": args.threads,
             "note": "2 cores shared with other jobs while measured: timings are noisy",
-        },  # fmt: skip
-        "training": training,
-        "generation": {
-            "max_new_tokens": n_new,
-            "sentences": len(texts),
-            "greedy_backends_agree": f"{agree}/{len(texts)}",
-            "cases": cases,
         },
+        "model": label,
+        "settings": {
+            "max_new_tokens": n_new,
+            "repeats": args.repeats,
+            "sentences": args.sentences,
+            "beams": args.beams,
+        },
+        "goals": goals,
+        "cases": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
-    plot(cases, args.out.with_suffix(".png"), training)
+    from mlx_core.runs import atomic_write_json
+
+    atomic_write_json(args.out, result)
+    plot(rows, args.out.with_suffix(".png"), label, args.threads)
     console.print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
-def plot(cases: list[dict], path: Path, training: dict) -> None:
+def plot(rows: list[dict], path: Path, label: str, threads: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = sorted({(c["backend"], c["mode"]) for c in cases})
-    sizes = sorted({c["batch_size"] for c in cases})
-    width = 0.8 / len(series)
+    names = [f"{r['mode']}\nbatch {r['batch_size']}" for r in rows]
+    xs = range(len(rows))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (backend, mode) in enumerate(series):
-        ys = [
-            next(
-                (c["tokens_per_s"] for c in cases if (c["backend"], c["mode"], c["batch_size"]) == (backend, mode, b)),
-                0,
-            )
-            for b in sizes
-        ]
-        ax.bar([x + i * width for x in range(len(sizes))], ys, width, label=f"{backend} {mode}")
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(sizes))])
-    ax.set_xticklabels([f"batch {b}" for b in sizes])
+    ax.bar([x - 0.2 for x in xs], [r["eager_tokens_per_s"] for r in rows], 0.4, label="eager generate()")
+    ax.bar([x + 0.2 for x in xs], [r["exported_tokens_per_s"] for r in rows], 0.4, label="exported (KV cache)")
+    for x, r in zip(xs, rows, strict=True):
+        ax.annotate(
+            f"x{r['ratio_median']:.2f}", (x + 0.2, r["exported_tokens_per_s"]), ha="center", va="bottom", fontsize=8
+        )
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names)
     ax.set_ylabel("generated tokens / s")
     ax.set_yscale("log")
-    ax.set_title(
-        f"T5 ({training['parameters'] / 1e6:.2f}M params) generation on CPU; "
-        f"BLEU {training['bleu']:.1f} (untrained {training['bleu_untrained']:.1f})",
-        fontsize=9,
-    )
+    ax.set_title(f"{label}\nCPU, {threads} threads; label: exported / eager (median)", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")

@@ -1,5 +1,6 @@
 """Export: save_pretrained reload, pipeline record, torch.export parity on new inputs."""
 
+import copy
 import json
 
 from mlx_core.runs import Manifest
@@ -41,6 +42,8 @@ def test_manifest_records_parity_and_pipeline(tiny_run):
         "export/hf/model.safetensors",
         "export/torch_export/encoder.pt2",
         "export/torch_export/decoder.pt2",
+        "export/torch_export/decoder_first.pt2",
+        "export/torch_export/decoder_step.pt2",
     } <= paths
 
 
@@ -61,6 +64,37 @@ def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
     runner = ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+    # greedy runs the encoder once and one cached step per token, never the whole-prefix decoder
+    calls = {"encoder": 0, "first": 0, "past_lengths": []}
+    full_decoder, first_step, step, encoder = runner.decoder, runner.first_step, runner.step, runner.encoder
+
+    def count_encoder(*a):
+        calls["encoder"] += 1
+        return encoder(*a)
+
+    def count_first(*a):
+        calls["first"] += 1
+        return first_step(*a)
+
+    def count_step(ids, hidden, mask, *past):
+        assert ids.shape[1] == 1 and len(past) == 4 * model.config.num_decoder_layers
+        calls["past_lengths"].append(past[0].shape[2])
+        return step(ids, hidden, mask, *past)
+
+    def no_full_decoder(*a):
+        raise AssertionError("greedy recomputed the prefix with the full decoder")
+
+    runner.encoder, runner.first_step, runner.step, runner.decoder = (
+        count_encoder,
+        count_first,
+        count_step,
+        no_full_decoder,
+    )
+    enc = tok(["translate English to French: The seven white horses are under my small table."], return_tensors="pt")
+    out = runner.greedy(enc["input_ids"], enc["attention_mask"], 6)
+    assert calls["encoder"] == calls["first"] == 1
+    assert calls["past_lengths"] == list(range(1, out.shape[1] - 1))  # the past grows by one position per step
+    runner.encoder, runner.first_step, runner.step, runner.decoder = encoder, first_step, step, full_decoder
     texts = [
         "translate English to French: " + t
         for t in ["A cat.", "The seven white horses are under my small table.", "We have it."]
@@ -72,6 +106,10 @@ def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
         got = runner.greedy(enc["input_ids"], enc["attention_mask"], 15)
         pad = tok.pad_token_id
         assert [_strip(r, pad) for r in got] == [_strip(r, pad) for r in eager]
+        # the same tokens without the KV-cache programs (exports from before they existed)
+        no_cache = copy.copy(runner)
+        no_cache.first_step = no_cache.step = None
+        assert torch.equal(no_cache.greedy(enc["input_ids"], enc["attention_mask"], 15), got)
         beams = runner.beam(enc["input_ids"], enc["attention_mask"], 15, num_beams=3)
         assert len(beams) == len(batch) and all(b[0] == model.config.decoder_start_token_id for b in beams)
     meta = json.loads((tiny_run / "export" / "torch_export" / "exported.json").read_text())

@@ -86,7 +86,8 @@ class TrainConfig(Section):
 
 class ExportConfig(Section):
     torch_export: bool = Field(
-        True, description="write torch.export programs (encoder.pt2, decoder.pt2) and check them against eager"
+        True,
+        description="write torch.export programs (encoder, decoder, cached decoder steps) and check them against eager",
     )
     parity_samples: int = Field(
         16, ge=1, le=1000, description="held-out sentences whose greedy output must be token-identical"

@@ -3,8 +3,8 @@
 Checks, each a ``StageFailed`` when it does not hold:
 * the saved folder reloads with ``AutoTokenizer``/``AutoModelForSeq2SeqLM`` and greedy-translates
   the held-out samples to exactly the tokens of the in-memory model;
-* the ``torch.export`` encoder/decoder programs, run by the greedy loop of ``exported.py``, give
-  token-identical output to eager ``generate(num_beams=1, do_sample=False)`` on the same samples.
+* the ``torch.export`` programs (encoder once, then KV-cached decoder steps), run by the greedy
+  loop of ``exported.py``, give token-identical output to eager ``generate(num_beams=1, do_sample=False)`` on the same samples.
 
 ``pipeline("translation", model=...)`` is attempted and its outcome recorded: transformers 5
 removed the translation pipeline (huggingface/transformers#43256), so on 5.x the record says so
@@ -128,7 +128,7 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
 
     # 2. torch.export programs, token-identical to eager greedy generation
     if cfg.torch_export:
-        from .exported import DECODER, ENCODER, META, ExportedSeq2Seq, export_programs
+        from .exported import DECODER, ENCODER, FIRST_STEP, META, STEP, ExportedSeq2Seq, export_programs
 
         out_dir = ctx.path("export", "torch_export")
         with atomic_dir(out_dir) as tmp:
@@ -151,7 +151,7 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
             ).logits
             logits_exp = runner.decoder(dec_in, hidden_exp, enc["attention_mask"])
         diff = float((logits_eager - logits_exp).abs().max())
-        for name in (ENCODER, DECODER, META):
+        for name in (ENCODER, DECODER, FIRST_STEP, STEP, META):
             ctx.add_artifact(
                 out_dir / name,
                 kind="exported",
