@@ -182,7 +182,7 @@ def scaling_goals(procs: list[dict]) -> list[dict]:
                           "shows DDP's cost, not more cores)", "ratio": ratio, "target": None, "met": None})  # fmt: skip
             continue
         goal = {"goal": f"{plugin}: 2 processes x 1 thread keep >= {target}x the samples/s of 1 process x 2 threads",
-                "ratio": ratio, "target": target, "met": ratio >= target}  # fmt: skip
+                "ratio": ratio, "target": f">= {target}", "met": ratio >= target}  # fmt: skip
         if not goal["met"]:
             goal["reason"] = (
                 "per-step collectives (gloo all-reduce) on a shared 2-core machine cost more than the split saves"
@@ -314,12 +314,14 @@ def main() -> None:
 
     ratio = steps["ignite engine"]["median_ms"] / steps["old loop"]["median_ms"]
     goals = [{"goal": "Ignite engine step time <= 1.05 x the hand-written loop's (segmentation, same batches)",
-              "ratio": ratio, "target": 1.05, "met": ratio <= 1.05}]  # fmt: skip
+              "ratio": ratio, "target": "<= 1.05", "met": ratio <= 1.05}]  # fmt: skip
     if not goals[0]["met"]:
         goals[0]["reason"] = (
             "the engine's per-step work (Ignite event dispatch, schedule step, loss check) on a shared 2-core box"
         )
-    goals += scaling_goals(procs)
+    rows = scaling_goals(procs)
+    goals += [g for g in rows if g["met"] is not None]
+    informational = [g for g in rows if g["met"] is None]  # not goals: kept out of the README's Measured table
 
     table = Table(title=f"engine scaling and overhead (load avg {load:.1f})")
     for col in ("case", "median", "min", "repeats / wall"):
@@ -338,7 +340,7 @@ def main() -> None:
     out = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                     "load_avg_before": load, "note": "2 cores shared with other jobs: timings are noisy"},
-        "args": vars(args), "goals": goals, "steps": steps, "processes": procs,
+        "args": vars(args), "goals": goals, "informational": informational, "steps": steps, "processes": procs,
     }  # fmt: skip
     (RESULTS / "scaling.json").write_text(json.dumps(out, indent=1) + "\n")
     chart(procs, steps, RESULTS / "scaling.png")
