@@ -112,6 +112,20 @@ def verify_artifact(ctx: RunContext, path: str | Path) -> Path:
     return full
 
 
+def to_rgb(im: Any) -> Any:
+    """A loaded ``PIL.Image`` as RGB; transparent pixels are composited on black, as a viewer
+    would, rather than keeping whatever colour lies under alpha 0 (segmentation's reader does the
+    same; it cannot import this while it supports mlx-core 0.1.4)."""
+    from PIL import Image
+
+    if im.mode == "RGBA" or (im.mode in ("LA", "P") and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGB", im.size)
+        bg.paste(im, mask=im.getchannel("A"))
+        return bg
+    return im.convert("RGB")
+
+
 def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS) -> Any:
     """An RGB ``PIL.Image`` from encoded bytes; not an image, an image over ``max_pixels`` (a
     decompression bomb: the header is read before any pixel) or a truncated file is a ``DataError``."""
@@ -126,12 +140,7 @@ def decode_image(data: bytes, what: str = "upload", max_pixels: int = MAX_PIXELS
                     f"{what} is {im.width}x{im.height} pixels, over the limit of {max_pixels:,}; send a smaller image"
                 )
             im.load()
-            if im.mode == "RGBA" or (im.mode in ("LA", "P") and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = Image.new("RGB", im.size)
-                bg.paste(im, mask=im.getchannel("A"))
-                return bg
-            return im.convert("RGB")
+            return to_rgb(im)
     except DataError:
         raise
     except Image.DecompressionBombError:

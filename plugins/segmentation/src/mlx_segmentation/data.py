@@ -83,19 +83,9 @@ def read_split(root: Path, split: str) -> list[str]:
     path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not path.is_file():
         raise DataError(f"split file {path} does not exist (expected a VOC layout: ImageSets/Segmentation/{split}.txt)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"split file {path} is not UTF-8 text (byte {exc.start}); expected one image id per line"
-        ) from None
-    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
-    if not ids:
-        raise DataError(f"split file {path} is empty: it lists no image ids")
-    for sid in ids:  # an id names a file inside JPEGImages/ and SegmentationClass/, never a path
-        if "/" in sid or "\\" in sid or sid in (".", ".."):
-            raise DataError(f"split file {path} lists {sid!r}; expected an image id (a file name without folders)")
-    return ids
+    from .layouts import split_ids  # one reader of id lists for every layout (UTF-8, not empty, no paths)
+
+    return split_ids(path)
 
 
 @dataclass

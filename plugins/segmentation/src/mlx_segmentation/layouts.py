@@ -44,6 +44,11 @@ def _split_lines(path: Path) -> list[list[str]]:
     return rows
 
 
+def split_ids(path: Path) -> list[str]:
+    """The image ids (first column) of a split file; an id names a file, never a path."""
+    return [_id(path, row[0]) for row in _split_lines(path)]
+
+
 def _id(path: Path, sid: str) -> str:
     if "/" in sid or "\\" in sid or sid in (".", ".."):
         raise DataError(f"split file {path} lists {sid!r}; expected an image id (a file name without folders)")
@@ -72,7 +77,7 @@ def pairs(root: Path, layout: str, split: str) -> list[tuple[str, Path, Path]]:
         base = sbd_root(root)
         split_file = base / f"{split}.txt"
         return [(sid, base / "img" / f"{sid}.jpg", base / "cls" / f"{sid}.mat")
-                for sid in (_id(split_file, row[0]) for row in _split_lines(split_file))]  # fmt: skip
+                for sid in split_ids(split_file)]  # fmt: skip
     # aug
     split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not split_file.is_file() and (root / f"{split}.txt").is_file():

@@ -26,6 +26,15 @@ offline()  # before transformers or datasets is first imported: nothing may be d
 
 HF_DIR = ("export", "hf")
 PLUGIN_META = "mlx_translation.json"
+#: the save_pretrained files the export records (and `mlx serve` checks before loading), when present
+HF_FILES = (
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    PLUGIN_META,
+)
 
 
 def sample_sources(data: dict[str, Any], ctx, n: int) -> list[str]:
@@ -86,14 +95,7 @@ def run(ctx, data: dict[str, Any], model) -> dict[str, Any]:
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise StageFailed(f"save_pretrained wrote no {weights.name} in {folder}; expected safetensors weights")
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        PLUGIN_META,
-    ):
+    for name in HF_FILES:
         if (folder / name).exists():
             ctx.add_artifact(
                 folder / name, kind="model" if name == "model.safetensors" else "model-file", format="save_pretrained"

@@ -15,18 +15,9 @@ from pydantic import Field
 
 from mlx_core import ConfigError, Predictor, Request, Response, RunContext, RunError
 
-from .export import HF_DIR, PLUGIN_META
+from .export import HF_DIR, HF_FILES
 
 BACKENDS = ("eager", "exported")
-#: the save_pretrained files the export records (the ones present are checked before loading)
-HF_FILES = (
-    "model.safetensors",
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    PLUGIN_META,
-)
 
 
 class TranslateRequest(Request):
