@@ -428,7 +428,13 @@ def quantize_model(ctx, model: nn.Module, data: Any, schemes: list[str], n_calib
 
 
 def domain_fp32_pte(ctx) -> Path | None:
-    """An fp32 ExecuTorch file the domain plugin already exported (the int8_static baseline)."""
+    """An fp32 ExecuTorch file the domain plugin already exported (the int8_static baseline), unless
+    the plugin rewrote the network it exported (segmentation's padding-tap rewrite turns dilated 3x3
+    convolutions into 1x1s at the fixed export size): int8 quantizes the model stage's network, so
+    its baseline must be that network too, lowered here, or the size and speed ratios compare two
+    different programs."""
+    if ctx.manifest.data.get("records", {}).get("padding_tap_rewrites"):
+        return None
     for a in reversed(ctx.manifest.artifacts("model")):
         if a.get("format") == "executorch" and a["path"].endswith(".pte"):
             p = ctx.run_dir / a["path"]
