@@ -357,3 +357,5 @@ def test_track_mlflow_nests_trials_in_one_parent_run(tmp_path):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 2
+    # artifacts next to the database (MLflow's default, ./mlruns in the working directory, is not used)
+    assert all(r.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri()) for r in runs)

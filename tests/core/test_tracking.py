@@ -22,6 +22,7 @@ from mlx_core.runner import run
 from mlx_core.runs import Manifest, atomic_write_json, run_lock
 from mlx_core.runsdb import flatten, read
 from mlx_core.testing import TRACKER_LIBRARIES, cli, heavy_imports, imported_packages, one_line_error
+from mlx_core.tracking.mlflow import artifact_location
 
 from .conftest import manifest
 
@@ -137,18 +138,14 @@ def test_tensorboard_event_files_hold_the_run_json_scalars_and_sync_rewrites_the
 # --- MLflow ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One sqlite MLflow store for the module (creating one takes seconds); MLflow's default
-    artifact root is ./mlruns, so the tests run in the store's folder."""
+    """One sqlite MLflow store for the module (creating one takes seconds)."""
     pytest.importorskip("mlflow")
     pytest.importorskip("sqlalchemy")
     from mlflow import MlflowClient
 
     folder = tmp_path_factory.mktemp("mlflow")
-    before = os.getcwd()
-    os.chdir(folder)
     uri = f"sqlite:///{folder}/mlflow.db"
-    yield uri, MlflowClient(tracking_uri=uri)
-    os.chdir(before)
+    return uri, MlflowClient(tracking_uri=uri)
 
 
 def _mlflow_runs(client, run_id: str) -> list:
@@ -183,6 +180,10 @@ def test_mlflow_run_has_the_config_history_artifacts_and_status(store, tmp_path)
     assert found.data.tags["mlx.version.mlx-core"] == m.data["versions"]["mlx-core"]
     assert _artifacts(client, found.info.run_id) == {"data/points.csv", "export/model.json", "run.json"}
     assert client.get_experiment(found.info.experiment_id).name == "linreg"  # the plugin's name
+    # next to the database, not in ./mlruns of whatever directory the run started in
+    store_dir = Path(uri[len("sqlite:///") :]).parent
+    assert found.info.artifact_uri.startswith((store_dir / "mlartifacts").as_uri())
+    assert (store_dir / "mlartifacts").is_dir()
 
 
 def test_mlflow_failed_run_ends_failed(store, tmp_path, monkeypatch):
@@ -200,7 +201,7 @@ def test_mlflow_failed_run_ends_failed(store, tmp_path, monkeypatch):
 
 def test_mlflow_nests_under_the_parent_run_a_sweep_names(store, tmp_path, monkeypatch):
     uri, client = store
-    exp = client.create_experiment("sweep-parent")
+    exp = client.create_experiment("sweep-parent", artifact_location=artifact_location(uri))
     parent = client.create_run(exp).info.run_id
     monkeypatch.setenv("MLX_TRACK_PARENT_RUN_ID", parent)
     m = run(

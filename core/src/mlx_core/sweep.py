@@ -643,7 +643,12 @@ def _start_parent_run(plan: _Plan) -> None:
     uri = uri or mlflow.get_tracking_uri()
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(plan.args.plugin)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(plan.args.plugin)
+    if exp is not None:
+        exp_id = exp.experiment_id
+    else:  # as the trials' tracker would create it: artifacts next to a sqlite store's database
+        from .tracking.mlflow import artifact_location
+
+        exp_id = client.create_experiment(plan.args.plugin, artifact_location=artifact_location(uri))
     run = client.create_run(exp_id, run_name=f"sweep {plan.study_name}", tags={"mlx.study": plan.study_name})
     a = plan.args
     for key, value in {"metric": a.metric, "direction": a.direction, "sampler": a.sampler, "pruner": a.pruner,

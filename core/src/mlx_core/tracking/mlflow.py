@@ -2,7 +2,10 @@
 
 Needs ``pip install 'mlx-core[mlflow]'`` (mlflow-skinny, plus SQLAlchemy and Alembic for a
 ``sqlite:///`` store). The URI is any MLflow tracking URI; without one, MLflow's own default
-(``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory).
+(``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory). An experiment
+mlx creates in a ``sqlite:///PATH`` store keeps its artifacts in ``mlartifacts/`` next to the
+database file (MLflow's own default, ``./mlruns``, would scatter them over whatever directory each
+run happened to start in).
 
 One MLflow run per mlx run, found again by its tag ``mlx.run_id``: a ``--from`` continuation
 and ``mlx runs sync`` add what the MLflow run lacks (params, metric points, artifacts) instead
@@ -54,6 +57,17 @@ def _ms(iso: str | None) -> int | None:
 
 def _key(name: str) -> str:
     return _BAD_KEY.sub("_", str(name))
+
+
+def artifact_location(uri: str | None) -> str | None:
+    """``file:`` URI of ``mlartifacts/`` next to a ``sqlite:///PATH`` store's database file; None
+    for any other store (its own default applies)."""
+    if not uri or not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return (Path(path).resolve().parent / "mlartifacts").as_uri()
 
 
 def params(data: dict[str, Any]) -> dict[str, str]:
@@ -112,7 +126,9 @@ class MlflowTracker:
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(
+                name, artifact_location=artifact_location(self.uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            )
         except Exception:
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
