@@ -16,6 +16,12 @@ PyPI) gets that folder installed in the same resolve, in every session that inst
 so a new plugin adds no session code here. Sessions: lint, core, <plugin>-<hardware>,
 <plugin>-lowest-core, integration (everything together), bench (not run by default).
 
+``MLX_NOX_SHARD=K/N nox`` runs the K-th of N shards of the default sessions, balanced by the
+minutes each took in the last full CI run (``SESSION_MINUTES``): ``.ci/run`` starts ``nox`` once
+per shard, at the same time, because a test session keeps about one of the machine's two cores
+busy (its CPU time about equals its wall time), so two shards finish the same work in about half
+the time. Without the variable ``nox`` runs every default session, one after the other.
+
 ``<plugin>-lowest-core`` installs the plugin with the lowest mlx-core its ``mlx-core>=X``
 dependency admits: the core as it was in the oldest commit whose ``core/pyproject.toml`` sets a
 version satisfying that requirement (read from git history, so CI clones need their full
@@ -273,3 +279,44 @@ def bench(session: nox.Session) -> None:
     names = session.posargs or [p.stem for p in sorted((ROOT / "benchmarks").glob("*.py"))]
     for bench_name in names:
         session.run("python", f"benchmarks/{bench_name}.py")
+
+
+# --- shards: `MLX_NOX_SHARD=K/N nox` -----------------------------------------------------------
+#: minutes each session took in the last full sequential CI run on 2 cores (sessions not listed
+#: count as DEFAULT_MINUTES); only the balance of the shards depends on these
+SESSION_MINUTES = {
+    "integration": 13, "segmentation-cpu": 6, "core": 4, "translation-cpu": 4, "custom_ops-cpu": 3,
+    "multimodal-cpu": 3, "recsys-cpu": 3, "quant-cpu": 2, "lint": 0.1,
+}  # fmt: skip
+DEFAULT_MINUTES = 0.4  # a lowest-core session: 10-30 s
+
+
+def minutes(name: str) -> float:
+    if name.endswith("-cuda") and name not in SESSION_MINUTES:
+        return 0.05  # skips in a second without a GPU
+    return SESSION_MINUTES.get(name, DEFAULT_MINUTES)
+
+
+def shard(names: list[str], spec: str) -> list[str]:
+    """The sessions of shard ``K/N`` (1-based): longest first, each to the shard with the fewest
+    minutes so far; every name lands in exactly one shard, in ``names``' order within it."""
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise SystemExit(f"MLX_NOX_SHARD={spec!r}: expected K/N with 1 <= K <= N, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise SystemExit(f"MLX_NOX_SHARD={spec!r}: expected K/N with 1 <= K <= N, e.g. 1/2")
+    load, owner = [0.0] * n, {}
+    for name in sorted(names, key=lambda s: -minutes(s)):
+        i = min(range(n), key=lambda j: (load[j], j))
+        load[i] += minutes(name)
+        owner[name] = i
+    return [name for name in names if owner[name] == k - 1]
+
+
+def default_sessions() -> list[str]:
+    return [name for name, func in nox.registry.get().items() if getattr(func, "default", True)]
+
+
+if os.environ.get("MLX_NOX_SHARD"):
+    nox.options.sessions = shard(default_sessions(), os.environ["MLX_NOX_SHARD"])
