@@ -47,8 +47,8 @@ def read_preprocess(ctx: RunContext) -> dict[str, Any]:
     path = ctx.run_dir / "export" / "preprocess.json"
     if not path.is_file():
         raise RunError(
-            f"{ctx.run_dir} has no export/preprocess.json (class names and preprocessing for serving); "
-            "run `mlx run custom_ops export --from RUN_DIR` with this version first"
+            f"{ctx.run_dir} has no export/preprocess.json (class names and preprocessing for serving): it was "
+            "exported by an older mlx-custom-ops; export it again (`mlx run custom_ops export`)"
         )
     return json.loads(ctx.verify_artifact(path).read_text())
 
