@@ -24,12 +24,14 @@ def mlx_plugin():
             "train": "mlx_custom_ops.train:run",
             "export": "mlx_custom_ops.export:run",
             "examples": "mlx_custom_ops.examples:examples",
+            "predict": "mlx_custom_ops.predict:predict",
+            "serve": "mlx_custom_ops.serve:serve",
         },
         hardware=("cpu", "cuda"),
         config=CustomOpsConfig,
         options=CustomOpsOptions,
         distribute="torch-ddp",  # torch backend: mlx_torch (ignite.distributed); Paddle refused by check_distribution
-        core_api=">=1.3,<2",  # stage table, examples, distribute
+        core_api=">=1.3,<2",  # stage table, examples, serve, distribute
         requires=("paddle", "torch"),
         profiler="paddle",
     )

@@ -78,12 +78,17 @@ class ExportConfig(Section):
     batch: int = Field(4, ge=1, le=256, description="validation images used for the parity check")
 
 
+class PredictConfig(Section):
+    top_k: int = Field(5, ge=1, le=1000, description="mlx predict / mlx serve: how many classes to return, best first")
+
+
 class CustomOpsConfig(Section):
     seed: int = Field(0, ge=0, lt=2**63, description="random seed of data generation, init and shuffling")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 class CustomOpsOptions(Section):

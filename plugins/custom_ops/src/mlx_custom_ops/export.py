@@ -14,35 +14,19 @@ import numpy as np
 
 from mlx_core import StageFailed
 
-# Runs in a fresh interpreter: loads the custom operator's library (if the model uses it), then
-# the inference model through paddle.inference, and writes the logits next to the inputs.
+# Runs in a fresh interpreter: the runtime `mlx serve` uses (``runtime.paddle_runner``: Paddle
+# Inference, the custom operator's library registered first) on the inputs; writes the logits.
 PADDLE_RUNNER = r"""
 import json, sys
 import numpy as np
 args = json.loads(sys.argv[1])
-import paddle
-if args["op_library"]:
-    from paddle.utils.cpp_extension.extension_utils import load_op_meta_info_and_register_op
-    load_op_meta_info_and_register_op(args["op_library"])
-from paddle import inference
-prefix = args["prefix"]
-import os
-model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
-config = inference.Config(model_file, prefix + ".pdiparams")
-config.disable_gpu()
-if args["op_library"]:
-    config.disable_mkldnn()  # the custom kernel reads plain NCHW memory; oneDNN hands over blocked layouts
-config.switch_ir_optim(False)
-predictor = inference.create_predictor(config)
-x = np.load(args["inputs"])
-handle = predictor.get_input_handle(predictor.get_input_names()[0])
-handle.reshape(x.shape)
-handle.copy_from_cpu(x)
-predictor.run()
-out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+from mlx_custom_ops.runtime import paddle_runner
+out = paddle_runner(args["prefix"], args["op_library"])(np.load(args["inputs"]))
 with open(args["outputs"], "wb") as fh:  # a temp name: np.save(path) would add ".npy"
     np.save(fh, out)
 """
+#: what serving needs beside the model, written by the export stage (``export/preprocess.json``)
+PREPROCESS = "preprocess.json"
 
 
 def run(ctx, data, model):
@@ -53,6 +37,7 @@ def run(ctx, data, model):
         result = _paddle(ctx, model, x)
     else:
         result = _torch(ctx, model, x)
+    result["serve"] = _preprocess(ctx, data, result)
     diff = result["max_abs_diff"]
     ctx.log_metrics({"export_max_abs_diff": diff})
     ctx.record("export", result)
@@ -72,10 +57,8 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
     with paddle.no_grad():
         eager = net(paddle.to_tensor(x)).numpy()
     custom = ctx.config.model.impl == "custom"
-    op_library = None
     if custom:
         ensure_paddle_op()
-        op_library = LAST_BUILD["paddle"]["path"]
     out_dir = ctx.path("export")
     static = paddle.jit.to_static(
         net, input_spec=[InputSpec([None, 3, size, size], "float32", "image")], full_graph=True
@@ -85,11 +68,13 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
         paddle.jit.save(static, str(tmp_dir / "model"))
     prefix = out_dir / "model"
     in_program = _check_program(prefix, net, custom)
+    # the fresh process (and `mlx serve`) load the copy of the operator's library kept in export/
+    op_library = _copy_op_library(ctx, LAST_BUILD["paddle"]["path"], "paddle") if custom else None
     with ctx.atomic_path("export", "parity_inputs.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, x)
     with ctx.atomic_path("export", "parity_outputs.npy") as outputs:
-        args = {"prefix": str(prefix), "op_library": op_library, "inputs": str(out_dir / "parity_inputs.npy"),
-                "outputs": str(outputs)}  # fmt: skip
+        args = {"prefix": str(prefix), "op_library": op_library and str(ctx.run_dir / op_library),
+                "inputs": str(out_dir / "parity_inputs.npy"), "outputs": str(outputs)}  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-c", PADDLE_RUNNER, json.dumps(args)], capture_output=True, text=True, timeout=600
         )
@@ -105,7 +90,8 @@ def _paddle(ctx, net, x: np.ndarray) -> dict:
             ctx.add_artifact(f, kind="paddle-inference-model")
     if op_library:
         ctx.note(
-            f"the inference model uses the custom operator 'involution': load {op_library} before creating the predictor"
+            f"the inference model uses the custom operator 'involution': load {op_library} before creating the "
+            "predictor (mlx serve does)"
         )
     return {"format": "paddle-inference", "prefix": str(prefix.relative_to(ctx.run_dir)), "custom_op": in_program > 0,
             "program_involution_ops": in_program,
@@ -147,5 +133,45 @@ def _torch(ctx, net, x: np.ndarray) -> dict:
         {str(n.target) for n in prog.graph.nodes if n.op == "call_function" and "mlx_custom_ops" in str(n.target)}
     )
     ctx.add_artifact(path, kind="torch-export", custom_ops=ops)
+    op_library = None
+    if ops:  # the program calls torch.ops.mlx_custom_ops.*: serving loads this copy of their library first
+        from .build import LAST_BUILD
+
+        op_library = _copy_op_library(ctx, LAST_BUILD["torch"]["path"], "torch")
     return {"format": "torch.export", "path": str(Path(path).relative_to(ctx.run_dir)),
-            "custom_op": bool(ops), "graph_custom_ops": ops, "max_abs_diff": diff, "images": len(x)}  # fmt: skip
+            "custom_op": bool(ops), "graph_custom_ops": ops, "op_library": op_library, "max_abs_diff": diff,
+            "images": len(x)}  # fmt: skip
+
+
+def _copy_op_library(ctx, built: str, framework: str) -> str:
+    """A copy of the operator's shared library (built in the per-user cache) in ``export/``,
+    recorded as an artifact so that ``mlx serve`` loads only files whose sha256 the run recorded;
+    returns its path in the run. Built with ``-march=native``: it runs on CPUs like this one."""
+    import shutil
+
+    name = f"mlx_involution_{framework}.so"
+    with ctx.atomic_path("export", name) as tmp:
+        shutil.copyfile(built, tmp)
+    path = ctx.path("export", name)
+    ctx.add_artifact(path, kind="op-library", framework=framework, built_from=built)
+    return str(path.relative_to(ctx.run_dir))
+
+
+def _preprocess(ctx, data, result: dict) -> dict:
+    """``export/preprocess.json``: what serving needs beside the model (class names, input size,
+    resize, normalisation, the files to load), recorded as an artifact; returns the facts for
+    ``records.export.serve``."""
+    from .data import MEAN, STD
+
+    model = result.get("path") or result["prefix"]
+    pre = {"format": result["format"], "model": model, "op_library": result.get("op_library"),
+           "classes": list(data.classes), "names": list(data.names), "image_size": int(data.image_size),
+           "resize": "bilinear", "scale": 255.0, "mean": MEAN.tolist(), "std": STD.tolist(),
+           "input": "float32 [N, 3, image_size, image_size], RGB, (pixel / scale - mean) / std",
+           "batch": "dynamic"}  # fmt: skip
+    with ctx.atomic_path("export", PREPROCESS) as tmp:
+        tmp.write_text(json.dumps(pre, indent=2))
+    path = ctx.path("export", PREPROCESS)
+    ctx.add_artifact(path, kind="preprocess", classes=len(data.classes), image_size=int(data.image_size))
+    return {"preprocess": str(path.relative_to(ctx.run_dir)), "classes": list(data.names),
+            "image_size": int(data.image_size), "mean": pre["mean"], "std": pre["std"]}  # fmt: skip
