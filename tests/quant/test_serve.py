@@ -74,8 +74,10 @@ def test_serves_continuations_and_the_perplexities_of_the_quantized_model(int8_l
         assert info["quantization_config"]["load_in_8bit"] is True
         recorded = {a["path"]: a["sha256"] for a in json.loads((run / "run.json").read_text())["artifacts"]}
         loaded = {a["path"]: a["sha256"] for a in info["artifacts"]}
-        assert {"export/model/model.safetensors", "export/model/config.json", "export/model/mlx_byte_tokenizer.txt",
-                "export/adapter/adapter_model.safetensors", "export/adapter/adapter_config.json"} <= set(loaded)  # fmt: skip
+        # every file of both exported folders, each with the sha256 run.json recorded
+        files = {str(p.relative_to(run)) for d in ("model", "adapter") for p in (run / "export" / d).iterdir()}
+        assert files == set(loaded) and {"export/model/model.safetensors", "export/model/mlx_byte_tokenizer.txt",
+                                         "export/adapter/adapter_config.json"} <= files  # fmt: skip
         assert all(recorded[p] == h for p, h in loaded.items())
         r = client.post("/predict", json={"texts": TEXTS, "mode": "both", "max_new_tokens": 8})
         assert r.status_code == 200, r.text
