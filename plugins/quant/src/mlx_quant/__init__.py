@@ -22,13 +22,17 @@ def mlx_plugin():
     return PluginInfo(
         name=NAME,
         summary="8-bit/4-bit LMs with bitsandbytes (+LoRA) and int8 post-training quantization of any plugin's model",
-        stages={stage: f"mlx_quant.stages:{stage}" for stage in ("data", "model", "train", "export")},
+        stages={
+            **{stage: f"mlx_quant.stages:{stage}" for stage in ("data", "model", "train", "export")},
+            "predict": "mlx_quant.predict:run",
+            "serve": "mlx_quant.serve:serve",
+        },
         hardware=("cpu", "cuda"),
         config=QuantConfig,
         options=QuantOptions,
         requires=("torch", "transformers", "accelerate", "bitsandbytes", "peft", "torchao", "executorch", "matplotlib"),
         profiler="torch",
-        core_api=">=1.2,<2",  # stage table, ctx.examples
+        core_api=">=1.3,<2",  # stage table, ctx.examples, serve
     )
 
 

@@ -113,6 +113,15 @@ class ExportConfig(Section):
     )
 
 
+class PredictConfig(Section):
+    mode: Literal["generate", "perplexity", "both"] = Field(
+        "generate",
+        description="mlx predict / mlx serve default: greedy continuation of each text, its perplexity under the "
+        "quantized model, or both",
+    )
+    max_new_tokens: int = Field(32, ge=1, le=4096, description="tokens generated per text (greedy)")
+
+
 class QuantConfig(Section):
     seed: int = Field(0, ge=0, lt=2**63, description="seed for the generated corpus, the generated model and LoRA init")
     source: SourceConfig = Field(default_factory=SourceConfig)
@@ -121,6 +130,7 @@ class QuantConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 def check_model_flags(cfg: ModelConfig) -> None:

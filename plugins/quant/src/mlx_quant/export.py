@@ -106,8 +106,14 @@ def _add_artifacts(ctx, out_dir, adapter_dir, precision: str, diff: float, repor
                      folder=str(out_dir.relative_to(ctx.run_dir)), reload_max_abs_diff=diff)  # fmt: skip
     for f in sorted(out_dir.glob("*.safetensors")):
         ctx.add_artifact(f, kind="model-weights", precision=precision)
+    # every other file of the folders too (tokenizer, generation config, adapter config): what
+    # `mlx serve` loads must be recorded, so that the core can check its sha256 first
+    for f in sorted(
+        p for p in out_dir.iterdir() if p.is_file() and p.name != "config.json" and p.suffix != ".safetensors"
+    ):
+        ctx.add_artifact(f, kind="model-file")
     if adapter_dir is not None:
-        for f in sorted(adapter_dir.glob("*.safetensors")):
+        for f in sorted(p for p in adapter_dir.iterdir() if p.is_file()):
             ctx.add_artifact(f, kind="adapter", format="peft")
     ctx.add_artifact(report_path, kind="report")
     ctx.add_artifact(ctx.path("export", "report.png"), kind="chart")
