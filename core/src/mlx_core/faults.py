@@ -5,7 +5,9 @@ Resume tests must hit the instant they mean (a checkpoint written, its epoch's r
 ``kill_point("recsys:before_checkpoint:2")``; a test sets ``MLX_TEST_SIGKILL`` to the same
 string and the process dies exactly there, as under a real ``kill -9``; ``MLX_TEST_RAISE``
 makes it raise ``RuntimeError`` there instead (a rank that fails). In a launched run
-(``mlx run --nproc N``) ``MLX_TEST_FAULT_RANK=K`` limits either to global rank K. Unset
+(``mlx run --nproc N``) ``MLX_TEST_FAULT_RANK=K`` limits either to global rank K, and
+``MLX_TEST_FAULT_ATTEMPT=A`` to the elastic attempt A (torchrun's ``TORCHELASTIC_RESTART_COUNT``:
+0 before any ``--max-restarts`` restart), so a restarted worker group gets past the fault. Unset
 (always, outside tests), a kill point costs two environment lookups. Not for users.
 """
 
@@ -17,10 +19,14 @@ import signal
 ENV = "MLX_TEST_SIGKILL"
 RAISE_ENV = "MLX_TEST_RAISE"
 RANK_ENV = "MLX_TEST_FAULT_RANK"
+ATTEMPT_ENV = "MLX_TEST_FAULT_ATTEMPT"
 
 
 def _this_rank() -> bool:
     wanted = os.environ.get(RANK_ENV, "").strip()
+    attempt = os.environ.get(ATTEMPT_ENV, "").strip()
+    if attempt and attempt != (os.environ.get("TORCHELASTIC_RESTART_COUNT", "0").strip() or "0"):
+        return False
     return not wanted or wanted == os.environ.get("RANK", "0").strip()
 
 

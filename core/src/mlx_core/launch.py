@@ -220,6 +220,19 @@ def launch_run_dir(runs_dir: Path, plugin: str, spec: LaunchSpec, from_dir: Path
     return new_run_dir(Path(runs_dir), plugin).resolve()
 
 
+def _die_with_parent() -> None:
+    """In the torchrun child, before it starts (Linux): SIGTERM when the launcher dies, even by
+    SIGKILL (a harness's timeout, the OOM killer), so torchrun stops its workers instead of
+    training on as orphans. Elsewhere nothing: Ctrl-C and SIGTERM are forwarded by launch()."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def launch(job: dict[str, Any], spec: LaunchSpec, console: Any) -> subprocess.CompletedProcess | None:
     """Run torchrun for ``job`` and wait; shows rank 0's log while it runs (when rank 0 is on this
     node). Raises WorkerFailed naming the failed rank; returns None on success."""
@@ -229,6 +242,11 @@ def launch(job: dict[str, Any], spec: LaunchSpec, console: Any) -> subprocess.Co
     for old in logs.glob("rank-*.error.json"):  # an earlier invocation's (--from)
         old.unlink()
     env = {**os.environ, COLLECTIVE_TIMEOUT_ENV: str(spec.collective_timeout), "PYTHONUNBUFFERED": "1"}
+    # torchrun shares its rendezvous TCPStore with the workers' process group by default; after a
+    # --max-restarts restart the new group then finds the keys of the failed attempt and every
+    # rank waits in init_process_group (seen with gloo: both ranks idle for minutes; pytorch
+    # issue 135712). A store of the group's own per attempt avoids that.
+    env.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     # torchrun would set 1 and warn about it: the plugin chooses its own threads per process
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.nproc)))
     cmd = torchrun_command(spec, job)
@@ -236,7 +254,7 @@ def launch(job: dict[str, Any], spec: LaunchSpec, console: Any) -> subprocess.Co
     with open(launcher_log, "ab") as out:
         out.write(f"$ {' '.join(cmd[:-1])} JOB\n".encode())
         out.flush()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         try:
             _follow(proc, logs / "rank-0.log", console)
         except BaseException:  # Ctrl-C / SIGTERM of this process: torchrun forwards it to its workers

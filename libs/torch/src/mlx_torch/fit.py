@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from mlx_core import ConfigError, DataError, RunContext
-from mlx_core.faults import kill_point
+from mlx_core.faults import hold_point, kill_point
 
 from . import checkpoints as ck
 from . import schedules
@@ -263,6 +263,10 @@ class _Run:
         def _close(engine: Engine) -> None:
             epoch = engine.state.epoch
             self.stack.close()  # the epoch's progress bar
+            # test-only (mlx_core.faults), on every rank: a worker that dies or raises while the
+            # others wait for it in the collective below
+            kill_point(f"{ctx.plugin}:epoch_end:{epoch}")
+            hold_point(f"{ctx.plugin}:epoch_end:{epoch}")
             trained = time.perf_counter() - clock["t0"]
             sums = idist.all_reduce(torch.tensor([self.state.loss_sum, float(self.state.samples)], dtype=torch.float64))
             self.local_rates.append(self.state.samples / max(trained, 1e-9))
