@@ -20,7 +20,8 @@ def test_training_beats_the_majority_answer(exported):
     assert m["records"]["trained"] is True
     assert metrics["final_val_acc"] > metrics["majority_baseline"] + 0.08, metrics
     history = m["stages"]["train"]["history"]
-    assert [h["step"] for h in history] == [1, 2, 3]
+    assert [h["step"] for h in history] == [0, 1, 2, 3]  # epoch 0: before training
+    assert 0 <= metrics["final_val_vqa_acc"] <= 1 and 0 < metrics["question_only_baseline"] < 1
     png = exported / "train" / "curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -69,19 +70,27 @@ def test_predict_prints_top5_answers(exported):
 
 def test_stopped_then_resumed_run_equals_the_uninterrupted_one(exported, tmp_path):
     """Stop after epoch 1 (train.max_minutes), resume with --from: the same run as without the stop."""
+    import torch
+
     runs = tmp_path / "runs"
     first = run_dir_of(run(runs, "train", [*SMALL, "train.max_minutes=0.0001"]))
     stopped = Manifest.load(first).data
-    assert [h["step"] for h in stopped["stages"]["train"]["history"]] == [1]
-    assert run_dir_of(run(runs, "train", ["train.max_minutes=0"], "--from", str(first))) == first
+    assert [h["step"] for h in stopped["stages"]["train"]["history"]] == [0, 1]
+    assert any("stopped after epoch 1: train.max_minutes=0.0001 reached" in n for n in stopped["notes"])
+    assert stopped["records"]["engine"]["stopped_early_after_epoch"] is None  # a time budget, not early stopping
+    resumed_proc = run(runs, "train", ["train.max_minutes=0"], "--from", str(first))
+    assert run_dir_of(resumed_proc) == first
+    assert "resuming from checkpoints/epoch-001.pt (epoch 1 of 3)" in resumed_proc.stderr
     resumed = Manifest.load(first).data
-    assert any("resumed from" in n and "after epoch 1" in n for n in resumed["notes"]), resumed["notes"]
     history = resumed["stages"]["train"]["history"]
-    assert [h["step"] for h in history] == [1, 2, 3]  # epoch 1 was not trained again
+    assert [h["step"] for h in history] == [0, 1, 2, 3]  # epoch 1 was not trained again
     clean = Manifest.load(exported).data["stages"]["train"]["history"]
     for got, want in zip(history, clean, strict=True):
-        for key in ("train_loss", "val_loss", "val_acc"):
+        for key in {"train_loss", "val_loss", "val_acc"} & set(want):  # epoch 0 has no train_loss
             assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
+    a = torch.load(first / "checkpoints" / "epoch-003.pt", weights_only=True)["model"]
+    b = torch.load(exported / "checkpoints" / "epoch-003.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)  # bit for bit
 
 
 def test_predict_bad_inputs(exported, tmp_path):

@@ -72,3 +72,29 @@ def test_fp16_on_cpu_is_one_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="train.precision=fp16 needs CUDA"):
         toy_fit(tmp_path, precision="fp16")
+
+
+def test_warmup_fraction_is_a_share_of_the_run_and_a_handlers_terminate_is_not_early_stopping(tmp_path):
+    from mlx_torch import schedules
+    from mlx_torch.config import EngineTrainConfig
+    from mlx_torch.fit import TrainEvents
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = schedules.build(EngineTrainConfig(lr_schedule="cosine", warmup_fraction=0.1), opt, 40)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # 4 of 40 steps ramp linearly up to the peak (torch's LinearLR), then the cosine decays it
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0]) and lrs[-1] < 0.01
+
+    def stop_after_1(trainer, evaluator):  # as multimodal's train.max_minutes does
+        @trainer.on(TrainEvents.EPOCH_LOGGED)
+        def _stop(engine):
+            if engine.state.epoch == 1:
+                engine.terminate()
+
+    stop = {"metric": "val_accuracy", "mode": "max", "patience": 3}
+    _, result = toy_fit(tmp_path, epochs=3, early_stopping=stop, handlers=[stop_after_1])
+    assert [r["epoch"] for r in result.history] == [0, 1] and result.stopped_early is None

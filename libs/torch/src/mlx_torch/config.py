@@ -41,6 +41,13 @@ class EngineTrainConfig(Section):
     warmup_steps: int = Field(
         0, ge=0, le=10_000_000, description="optimizer steps of linear warm-up before the schedule"
     )
+    warmup_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="when train.warmup_steps is 0: this share of the run's optimizer steps is linear warm-up "
+        "(at least 1 step when above 0)",
+    )
     poly_power: float = Field(0.9, ge=0, le=10, description="poly schedule: lr * (1 - step/total_steps) ** poly_power")
     keep_checkpoints: int = Field(
         2, ge=1, le=1000, description="epoch checkpoints kept in checkpoints/ (oldest deleted)"

@@ -138,6 +138,7 @@ class _Run:
         self.last: dict[str, Any] = {}
         self.evaluated = False
         self.stopped_early: int | None = None
+        self.stopper: EarlyStopping | None = None
         self.local_rates: list[float] = []  # this rank's samples/s of each epoch
 
     # --- building ---------------------------------------------------------------------------
@@ -174,7 +175,7 @@ class _Run:
                                    "history": self.history, "step": self.step_count, "rng": self.rng}  # fmt: skip
         if step.scaler is not None:
             to_save["scaler"] = step.scaler
-        stopper = self._early_stopping(trainer)
+        stopper = self.stopper = self._early_stopping(trainer)
         if stopper is not None:
             to_save["early_stopping"] = stopper
         saver = ck.RunDirSaver(ctx, is_main=self.main)
@@ -287,7 +288,8 @@ class _Run:
 
         @trainer.on(Events.TERMINATE)
         def _stopped(engine: Engine) -> None:
-            if self.cfg.early_stopping.metric is not None:
+            # early stopping's own terminate (its counter ran out), not another handler's (a time budget)
+            if self.stopper is not None and self.stopper.counter >= self.stopper.patience:
                 self.stopped_early = engine.state.epoch
                 if self.main:
                     ctx.log(f"early stopping after epoch {engine.state.epoch}: "

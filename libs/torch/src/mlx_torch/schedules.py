@@ -1,6 +1,6 @@
 """Learning-rate schedules, all torch's own (``torch.optim.lr_scheduler``), stepped once per
 optimizer step: PolynomialLR, CosineAnnealingLR or a constant rate, after an optional LinearLR
-warm-up joined to them with SequentialLR."""
+warm-up (a number of steps, or a share of the run's steps) joined to them with SequentialLR."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from .config import EngineTrainConfig
 
 def build(cfg: EngineTrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> sch.LRScheduler:
     """The schedule of ``cfg.lr_schedule`` over ``total_steps`` optimizer steps."""
-    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    # a share of the run (train.warmup_fraction) when no step count is given: the step count of a
+    # run depends on the data size and the world size, which the config does not know
+    wanted = cfg.warmup_steps or (max(1, int(total_steps * cfg.warmup_fraction)) if cfg.warmup_fraction > 0 else 0)
+    warmup = min(wanted, max(total_steps - 1, 0))
     rest = max(1, total_steps - warmup)
     if cfg.lr_schedule == "poly":
         main: sch.LRScheduler = sch.PolynomialLR(optimizer, total_iters=rest, power=cfg.poly_power)

@@ -31,5 +31,6 @@ def mlx_plugin():
         config=MultimodalConfig,
         requires=("torch", "torchvision", "torchmultimodal", "datasets", "tokenizers", "transformers"),
         profiler="torch",
-        core_api=">=1.3,<2",  # stage table, serve
+        distribute="torch-ddp",  # mlx_torch: ignite.distributed from torchrun's environment
+        core_api=">=1.3,<2",  # stage table, serve, distribute
     )

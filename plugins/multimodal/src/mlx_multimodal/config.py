@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlx_core import Section
+from mlx_torch.config import EngineTrainConfig, Schedule
 
 
 class DataConfig(Section):
@@ -59,13 +60,18 @@ class ModelConfig(Section):
     )
 
 
-class TrainConfig(Section):
+class TrainConfig(EngineTrainConfig):
+    """The multimodal keys plus the engine's (precision, early_stopping, grad_accum_steps, ...:
+    docs/engine.md); the schedule, warm-up and clipping defaults are this plugin's recipe."""
+
     epochs: int = Field(15, ge=1, le=1000, description="passes over the training split")
-    batch_size: int = Field(32, ge=1, le=4096, description="questions per step")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    batch_size: int = Field(32, ge=1, le=4096, description="questions per optimizer step over all processes")
+    lr: float = Field(1e-3, gt=0, description="AdamW peak learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_minutes: float = Field(
-        0.0, ge=0, description="stop after the epoch in which this wall time is reached (0: off)"
+        0.0,
+        ge=0,
+        description="stop after the epoch in which this invocation's training wall time reaches this (0: off)",
     )
     threads: int = Field(
         1,
@@ -73,6 +79,19 @@ class TrainConfig(Section):
         le=256,
         description="torch CPU threads (0: torch's default); 1 is fastest for the reduced model on a busy machine",
     )
+    # the engine's keys with this plugin's defaults: 10 % linear warm-up, then cosine to 0; clipping at 1.0
+    lr_schedule: Schedule = Field(
+        "cosine",
+        description="cosine: CosineAnnealingLR to 0; poly: PolynomialLR to 0; constant: the peak learning rate "
+        "(each after the warm-up)",
+    )
+    warmup_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="share of the run's optimizer steps that is linear warm-up (when warmup_steps is 0)",
+    )
+    grad_clip_norm: float = Field(1.0, ge=0, description="clip the gradients' global L2 norm to this (0: no clipping)")
 
 
 class ExportConfig(Section):

@@ -195,10 +195,43 @@ def tokenize(tokenizer: Any, questions: list[str], max_length: int) -> tuple[Any
 
 # --- the stage -----------------------------------------------------------------------------------
 def build_data(ctx: Any) -> VQAData:
+    dist = getattr(ctx, "dist", None)
+    if dist is None or dist.world_size <= 1:
+        return _build(ctx, writer=True)
+    # several processes (mlx run --nproc N): each node's first rank writes the generated set, the
+    # tokenizer and answers.txt into the run; the node's other ranks wait, then read those files, so
+    # every rank has the same vocabulary (the trained WordPiece one is not reproducible run to run)
+    import torch.distributed as tdist
+
+    _join_group(ctx)
+    if dist.local_rank == 0:
+        data = _build(ctx, writer=True)
+        tdist.barrier()
+        return data
+    tdist.barrier()
+    return _build(ctx, writer=False)
+
+
+def _join_group(ctx: Any) -> None:
+    """Join torchrun's process group now, as the engine would (gloo on the CPU, NCCL on CUDA, the
+    launcher's collective timeout); the engine's fit() then trains in it."""
+    from datetime import timedelta
+
+    import ignite.distributed as idist
+    import torch.distributed as tdist
+
+    from mlx_torch.dist import backend_for, timeout_s
+
+    if not tdist.is_initialized():
+        idist.initialize(backend_for(ctx.device), timeout=timedelta(seconds=timeout_s(ctx)))
+
+
+def _build(ctx: Any, writer: bool) -> VQAData:
+    """The data stage; ``writer``: this process writes the run's data files (else reads them)."""
     cfg = ctx.config.data
     _check_sizes(ctx.config)
     counts: dict[str, int] = collections.Counter()
-    train, val, train_file = _read_splits(ctx, _source_folder(ctx), counts)
+    train, val, train_file = _read_splits(ctx, _source_folder(ctx, writer), counts)
     answers = _answer_vocabulary(cfg, train)
     index = {a: i for i, a in enumerate(answers)}
     train, val = (
@@ -209,12 +242,13 @@ def build_data(ctx: Any) -> VQAData:
         raise DataError(f"{train_file}: no training record has an answer in the vocabulary")
     if not val:
         raise DataError("no held-out record has an answer in the vocabulary")
-    tokenizer, tok_dir = _prepare_tokenizer(ctx, [r[1] for r in train])
+    tokenizer, tok_dir = _prepare_tokenizer(ctx, [r[1] for r in train], writer)
     tr, va = _to_split(train, "train", cfg, tokenizer, counts), _to_split(val, "val", cfg, tokenizer, counts)
     majority, baseline, question_baseline = _baselines(tr, va)
 
-    with ctx.atomic_path("data", "answers.txt") as tmp:
-        tmp.write_text("".join(f"{a}\n" for a in answers))
+    if writer:
+        with ctx.atomic_path("data", "answers.txt") as tmp:
+            tmp.write_text("".join(f"{a}\n" for a in answers))
     ctx.add_artifact(ctx.path("data", "answers.txt"), kind="vocabulary", answers=len(answers))
     ctx.add_artifact(tok_dir / "vocab.txt", kind="tokenizer", tokens=len(tokenizer))
     counts = _report_counts(ctx, counts)
@@ -251,7 +285,7 @@ def _check_sizes(config: Any) -> None:
         raise ConfigError(f"data.image_size={size} is not a multiple of 16 (the full FLAVA's patch size)")
 
 
-def _source_folder(ctx: Any) -> Path:
+def _source_folder(ctx: Any, writer: bool = True) -> Path:
     """The user's folder (``data.path``), or the generated set written into the run (kept on resume)."""
     cfg = ctx.config.data
     if cfg.path:
@@ -260,7 +294,7 @@ def _source_folder(ctx: Any) -> Path:
             raise DataError(f"data.path {folder} is not a folder")
         return folder
     folder = ctx.path("data", "shapes")
-    if not (ctx.resumed and (folder / "train.jsonl").exists()):
+    if not ((ctx.resumed or not writer) and (folder / "train.jsonl").exists()):
         with atomic_dir(folder) as tmp:
             generate_shapes(tmp, cfg.n_train, cfg.n_val, ctx.seed, max_objects=cfg.max_objects)
         ctx.add_artifact(folder / "train.jsonl", kind="dataset", split="train", records=cfg.n_train)
@@ -335,18 +369,19 @@ def _label(rows: list, index: dict[str, int], split: str, unknown_answer: str, c
     return out
 
 
-def _prepare_tokenizer(ctx: Any, questions: list[str]) -> tuple[Any, Path]:
+def _prepare_tokenizer(ctx: Any, questions: list[str], writer: bool = True) -> tuple[Any, Path]:
     """The run's tokenizer folder (copied from ``data.tokenizer`` or trained on ``questions``), loaded."""
     cfg = ctx.config.data
     tok_dir = ctx.path("data", "tokenizer")
-    if cfg.tokenizer:
+    reuse = (ctx.resumed or not writer) and (tok_dir / "vocab.txt").exists()
+    if cfg.tokenizer and not (reuse and not writer):
         src = Path(cfg.tokenizer).expanduser()
         load_tokenizer(src)  # validates before copying
         if tok_dir.exists():
             shutil.rmtree(tok_dir)
         with atomic_dir(tok_dir) as tmp:
             shutil.copytree(src, tmp, dirs_exist_ok=True)
-    elif not (ctx.resumed and (tok_dir / "vocab.txt").exists()):
+    elif not cfg.tokenizer and not reuse:
         train_wordpiece(questions, cfg.wordpiece_vocab_size, tok_dir)
     tokenizer = load_tokenizer(tok_dir)
     if tokenizer.pad_token_id is None:

@@ -1,37 +1,118 @@
-"""Train stage: AdamW on (image, question tokens, answer label), held-out accuracy each epoch
-against the majority-answer baseline, a checkpoint per epoch (resumable), a curve PNG."""
+"""Training on the shared engine (mlx_torch.fit, on pytorch-ignite): this module holds only the
+VQA domain -- the loss (the FLAVA classifier's cross-entropy on the answer label), the evaluation
+output and its metrics (Ignite's top-1 accuracy and loss each epoch; the standard VQA accuracy
+against every given answer at the end), the majority and question-only baselines, the
+``train.max_minutes`` budget and the curve PNG. Loop, DDP, checkpoints, resume, early stopping,
+precision, clipping and the warm-up + cosine schedule are the engine's (docs/engine.md)."""
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlx_core.faults import kill_point
 
 from .data import to_float
 from .metrics import split_vqa_accuracy  # the standard VQA accuracy, against every given answer
 
-CKPT = ("checkpoints", "last.pt")
+
+class Questions(torch.utils.data.Dataset):
+    """A ``data.Split`` as a map-style dataset of (uint8 image, token ids, answer label)."""
+
+    def __init__(self, split: Any) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = self.split
+        return s.images[i], s.input_ids[i], s.labels[i]
 
 
-@torch.no_grad()
-def evaluate(model: Any, split: Any, device: str, batch_size: int = 256) -> tuple[float, float]:
-    """(accuracy, mean loss) of ``model`` on ``split``."""
+def prepare(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    img, ids, lab = batch
+    return to_float(img.to(device, non_blocking=True)), ids.to(device), lab.to(device)
+
+
+def vqa_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    from mlx_torch.fit import unwrap
+
+    img, ids, lab = batch
+    return unwrap(model).loss(model(img, ids), lab)  # the forward through DDP (gradient sync), FLAVA's loss
+
+
+def eval_output(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    img, ids, lab = batch
+    return model(img, ids), lab
+
+
+def freeze_unused(model: nn.Module, split: Any, device: str) -> list[str]:
+    """Freeze the parameters the VQA forward never reaches (FLAVA's poolers, contrastive
+    projections, mask token, ...), found by one backward on two questions in eval mode (no dropout:
+    no random numbers drawn). DDP needs a gradient for every trainable parameter; AdamW skipped
+    these anyway (no gradient), so training is unchanged."""
     model.eval()
-    correct, loss, n = 0, 0.0, len(split)
-    for i in range(0, n, batch_size):
-        img = to_float(split.images[i : i + batch_size]).to(device)
-        ids = split.input_ids[i : i + batch_size].to(device)
-        lab = split.labels[i : i + batch_size].to(device)
-        logits = model(img, ids)
-        loss += float(torch.nn.functional.cross_entropy(logits, lab, reduction="sum"))
-        correct += int((logits.argmax(-1) == lab).sum())
-    return correct / n, loss / n
+    batch = prepare((split.images[:2], split.input_ids[:2], split.labels[:2]), device)
+    vqa_loss(model, batch).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in model.named_parameters():
+        p.grad = None
+        if name in unused:
+            p.requires_grad_(False)
+    return unused
+
+
+def metrics(device: torch.device) -> dict[str, Any]:
+    """Ignite metrics of one evaluation (summed over ranks by Ignite): top-1 accuracy against the
+    label and the mean cross-entropy."""
+    from ignite.metrics import Accuracy, Loss
+
+    return {"acc": Accuracy(device=device), "loss": Loss(F.cross_entropy, device=device)}
+
+
+def summarize(values: Mapping[str, Any]) -> dict[str, float]:
+    return {"acc": float(values["acc"]), "loss": float(values["loss"])}
+
+
+def time_budget(ctx: Any, cfg: Any):
+    """``train.max_minutes``: after each logged epoch, stop the trainer once this invocation's
+    training wall time reaches the budget. Rank 0's clock decides for every rank (broadcast), so
+    no rank trains on while the others stopped."""
+    from ignite.engine import Engine, Events
+
+    from mlx_torch.dist import is_main
+    from mlx_torch.fit import TrainEvents
+
+    def attach(trainer: Engine, evaluator: Engine) -> None:
+        clock: dict[str, float] = {}
+
+        @trainer.on(Events.STARTED)
+        def _start(_: Engine) -> None:
+            clock["t0"] = time.perf_counter()
+
+        @trainer.on(TrainEvents.EPOCH_LOGGED)
+        def _check(engine: Engine) -> None:
+            import ignite.distributed as idist
+
+            epoch = engine.state.epoch
+            spent = time.perf_counter() - clock["t0"] >= cfg.max_minutes * 60
+            stop = int(idist.broadcast(torch.tensor(int(spent)), src=0)) if idist.get_world_size() > 1 else spent
+            if stop and epoch < cfg.epochs:
+                if is_main(ctx):
+                    ctx.note(f"stopped after epoch {epoch}: train.max_minutes={cfg.max_minutes} reached")
+                engine.terminate()
+
+    return attach
 
 
 def plot_curve(
-    path: Any, history: list[dict[str, float]], baseline: float, question_baseline: float | None = None
+    path: Any, history: list[dict[str, Any]], baseline: float, question_baseline: float | None = None
 ) -> None:
     import matplotlib
 
@@ -40,9 +121,11 @@ def plot_curve(
 
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    tr = [(h["epoch"], h["train_loss"]) for h in history if h.get("train_loss") is not None]
+    if tr:
+        ax[0].plot(*zip(*tr, strict=True), "o-", label="train")
     ax[0].plot(ep, [h["val_loss"] for h in history], "o-", label="held-out")
-    ax[0].set_xlabel("epoch")
+    ax[0].set_xlabel("epoch (0 = before training)")
     ax[0].set_ylabel("cross-entropy")
     ax[0].legend()
     ax[1].plot(ep, [h["val_acc"] for h in history], "o-", label="held-out accuracy")
@@ -58,87 +141,54 @@ def plot_curve(
     plt.close(fig)
 
 
-def lr_at(step: int, total: int, peak: float, warmup: float = 0.1) -> float:
-    """Linear warm-up over the first ``warmup`` share of the steps, then cosine decay to 0.
-
-    A function of the step (not a scheduler object) so that ``--from`` with more epochs simply
-    continues on the schedule of the new total."""
-    w = max(1, int(total * warmup))
-    if step < w:
-        return peak * (step + 1) / w
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
-
-
 def train(ctx: Any, data: Any, model: Any) -> Any:
+    from mlx_torch.dist import is_main
+    from mlx_torch.fit import fit
+
     cfg = ctx.config.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dev = ctx.device
-    model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = (len(data.train) + cfg.batch_size - 1) // cfg.batch_size
-    total_steps = cfg.epochs * steps_per_epoch
-    history: list[dict[str, float]] = []
-    start = 1
-    ckpt_path = ctx.path(*CKPT)
-    if ctx.resumed and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history = list(state["history"])
-        start = int(state["epoch"]) + 1
-        ctx.note(f"resumed from {ckpt_path} after epoch {state['epoch']}")
-        if start > cfg.epochs:
-            ctx.note(f"no epoch left to train: the checkpoint already covers train.epochs={cfg.epochs}")
-    gen = torch.Generator().manual_seed(ctx.seed)
-    if start > 1:  # the same shuffles and dropout masks as an uninterrupted run
-        gen.set_state(state["shuffle_rng"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
+    torch.manual_seed(ctx.seed)
+    batch_size = cfg.batch_size
+    if len(data.train) < batch_size:  # the engine trains on full batches only: one batch of all of them
+        batch_size = len(data.train)
+        if is_main(ctx):
+            ctx.note(f"train.batch_size={cfg.batch_size} is more than the {batch_size} training questions: "
+                     f"batches of {batch_size}")  # fmt: skip
+    trained = ctx.manifest.data.get("records", {}).get("trained", False)
+    unused = freeze_unused(model.to(ctx.device), data.train, ctx.device)
+    if is_main(ctx):
+        ctx.record("frozen_unused_parameters", unused)
+    handlers = [time_budget(ctx, cfg)] if cfg.max_minutes else []
     t0 = time.perf_counter()
-    elapsed_before = history[-1]["elapsed_s"] if history else 0.0
-    for epoch in range(start, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(len(data.train), generator=gen)
-        total, seen = 0.0, 0
-        with ctx.progress(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch) as advance:
-            for s in range(steps_per_epoch):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at((epoch - 1) * steps_per_epoch + s, total_steps, cfg.lr)
-                idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                img = to_float(data.train.images[idx]).to(dev)
-                ids = data.train.input_ids[idx].to(dev)
-                lab = data.train.labels[idx].to(dev)
-                loss = model.loss(model(img, ids), lab)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-                advance(1)
-        acc, vloss = evaluate(model, data.val, dev)
-        row = {"epoch": epoch, "train_loss": total / seen, "val_loss": vloss, "val_acc": acc,
-               "majority_baseline": data.majority_baseline,
-               "elapsed_s": elapsed_before + time.perf_counter() - t0}  # fmt: skip
-        history.append(row)
-        with ctx.atomic_path(*CKPT) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                        "shuffle_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "history": history}, tmp)  # fmt: skip
-        # logged after the checkpoint: a logged epoch is always one a resume starts after
-        ctx.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-        if cfg.max_minutes and row["elapsed_s"] >= cfg.max_minutes * 60 and epoch < cfg.epochs:
-            ctx.note(f"stopped after epoch {epoch}: train.max_minutes={cfg.max_minutes} reached")
-            break
-    ctx.add_artifact(ckpt_path, kind="checkpoint", epoch=history[-1]["epoch"])
+    result = fit(
+        ctx, model, Questions(data.train), Questions(data.val), cfg=cfg, epochs=cfg.epochs,
+        batch_size=batch_size,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        loss_fn=vqa_loss, eval_fn=eval_output, metrics=metrics, summarize=summarize, prepare=prepare,
+        # test-only fault point (mlx_core.faults) on every rank, not only the main one
+        on_epoch_start=lambda epoch: kill_point(f"{ctx.plugin}:epoch_start:{epoch}"),
+        initial_name="initial" if trained else "untrained", handlers=handlers,
+    )  # fmt: skip
+    if is_main(ctx):
+        _finish(ctx, data, result, time.perf_counter() - t0)
+    return result.model
+
+
+def _finish(ctx: Any, data: Any, result: Any, seconds: float) -> None:
+    """Final metrics (with the standard VQA accuracy and both baselines), the curve, the newest
+    checkpoint as an artifact."""
+    history = result.history
+    last = history[-1]
+    epochs = [h for h in history if h["epoch"] >= 1]
     with ctx.atomic_path("train", "curve.png") as tmp:
         plot_curve(tmp, history, data.majority_baseline, data.question_baseline)
     ctx.add_artifact(ctx.path("train", "curve.png"), kind="plot")
-    last = history[-1]
+    if result.checkpoint is not None:
+        ctx.add_artifact(result.checkpoint, kind="checkpoint", epoch=int(result.checkpoint.stem.split("-")[1]))
     ctx.log_metrics({"final_val_acc": last["val_acc"], "majority_baseline": data.majority_baseline,
-                     "final_val_vqa_acc": split_vqa_accuracy(model, data.val, data.answers, dev),
-                     "question_only_baseline": data.question_baseline,
-                     "best_val_acc": max(h["val_acc"] for h in history), "train_seconds": last["elapsed_s"]})  # fmt: skip
-    ctx.record("trained", True)
-    model.eval()
-    return model
+                     "final_val_vqa_acc": split_vqa_accuracy(result.model, data.val, data.answers, ctx.device),
+                     "question_only_baseline": data.question_baseline, "epochs": last["epoch"],
+                     "best_val_acc": max(h["val_acc"] for h in epochs or history), "train_seconds": seconds})  # fmt: skip
+    if last["epoch"] > 0:
+        ctx.record("trained", True)

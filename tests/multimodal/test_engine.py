@@ -1,0 +1,121 @@
+"""multimodal on the shared engine (mlx_torch): one tiny 2-process run (`mlx run --nproc 2`, gloo)
+checks together that early stopping ends it at the expected epoch, that bf16 autocast trains on
+the CPU and is recorded, and that DDP leaves every rank with the same weights while only rank 0
+writes; a rank that raises ends the job in one line; a SIGKILLed worker's run resumes with one
+process; a run killed after an epoch and resumed ends with the weights of an uninterrupted one.
+Faults are deterministic (mlx_core.faults kill points, on the rank MLX_TEST_FAULT_RANK names)."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import pytest
+
+from mlx_core.testing import run_dir_of, stage_process
+from mlx_torch.testing import assert_one_ddp_job
+
+from .conftest import ENV, TINY
+
+NPROC_2 = ("--nproc", "2")
+
+
+def train(runs, *sets: str, extra: tuple[str, ...] = (), fault: dict[str, str] | None = None):
+    """``mlx run multimodal train`` on the CPU (gloo) with the tiny config and ``sets``."""
+    return stage_process("multimodal", "train", runs, [*TINY, *sets], *extra, device="cpu",
+                         env={**ENV, **(fault or {})}, timeout=600)  # fmt: skip
+
+
+def manifest(run_dir) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def steps(m: dict) -> list[int]:
+    return [h["step"] for h in m["stages"]["train"]["history"]]
+
+
+@pytest.mark.slow
+def test_two_processes_bf16_and_early_stopping_in_one_run(tmp_path):
+    # a min_delta no loss can beat: epoch 1 sets the best, epoch 2 does not improve on it and
+    # patience 1 ends the run there, 3 epochs before train.epochs
+    proc = train(tmp_path, "train.epochs=5", "train.precision=bf16", "train.early_stopping.metric=val_loss",
+                 "train.early_stopping.mode=min", "train.early_stopping.patience=1",
+                 "train.early_stopping.min_delta=100.0", extra=NPROC_2)  # fmt: skip
+    run_dir = run_dir_of(proc)
+    m = manifest(run_dir)
+    train_stage = m["stages"]["train"]
+    # early stopping after epoch 2, logged once per epoch by rank 0 (epoch 0: before training)
+    assert steps(m) == [0, 1, 2]
+    metrics = train_stage["metrics"]
+    assert metrics["epochs"] == 2 and 0 <= metrics["final_val_vqa_acc"] <= 1 and 0 <= metrics["final_val_acc"] <= 1
+    assert {"majority_baseline", "question_only_baseline", "best_val_acc"} <= set(metrics)
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) == ["epoch-001.pt", "epoch-002.pt"]
+    assert (run_dir / "train" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert m["records"]["trained"] is True
+    # bf16 on the CPU trained (finite losses) and is recorded
+    assert m["config"]["train"]["precision"] == "bf16"
+    engine = m["records"]["engine"]
+    assert engine["precision"] == "bf16" and engine["stopped_early_after_epoch"] == 2
+    assert all(math.isfinite(r["train_loss"]) and 0 <= r["val_acc"] <= 1 for r in train_stage["history"][1:])
+    # the recipe's schedule: 10 % linear warm-up (1 of 5 epochs x 3 steps), then cosine from the peak
+    assert 0 < train_stage["history"][1]["lr"] <= m["config"]["train"]["lr"]
+    # two DDP ranks: one run.json (rank 0's) with world size 2, equal weights on both ranks
+    assert_one_ddp_job(m, run_dir, nproc=2)
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_ends_the_run_in_one_line(tmp_path):
+    fault = {"MLX_TEST_RAISE": "multimodal:epoch_start:1", "MLX_TEST_FAULT_RANK": "1"}
+    proc = train(tmp_path, "train.epochs=2", extra=NPROC_2, fault=fault)
+    ended = time.time()
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert errors == [lines[-1]] and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "rank 1 failed: RuntimeError: test fault at multimodal:epoch_start:1" in errors[0]
+    (run_dir,) = (tmp_path / "multimodal").iterdir()
+    raised = json.loads((run_dir / "logs" / "rank-1.error.json").read_text())
+    assert ended - raised["time"] < 60  # from the raise to the end of every process
+    assert manifest(run_dir)["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_with_one_process(tmp_path):
+    """Rank 1 dies by SIGKILL as epoch 2 starts, after epoch 1's checkpoint (rank 0 wrote it before
+    the collective that let rank 1 go on): `--from` with one process continues from it."""
+    fault = {"MLX_TEST_SIGKILL": "multimodal:epoch_start:2", "MLX_TEST_FAULT_RANK": "1"}
+    proc = train(tmp_path, "train.epochs=2", extra=NPROC_2, fault=fault)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "rank 1 died (killed by signal 9 (SIGKILL))" in proc.stderr.splitlines()[-1]
+    (run_dir,) = (tmp_path / "multimodal").iterdir()
+    resumed = stage_process("multimodal", "train", tmp_path, [], "--from", str(run_dir), device="cpu", env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from checkpoints/epoch-001.pt (epoch 1 of 2)" in resumed.stderr
+    m = manifest(run_dir)
+    assert m["stages"]["train"]["status"] == "completed" and steps(m) == [0, 1, 2]
+    assert m["records"]["engine"]["world_size"] == 1
+
+
+@pytest.mark.slow
+def test_killed_after_an_epoch_then_resumed_ends_with_the_same_weights(tmp_path):
+    import torch
+
+    # killed at the worst instant on purpose: epoch 1's checkpoint is complete, its row not yet logged
+    killed = train(tmp_path / "killed", "train.epochs=2", fault={"MLX_TEST_SIGKILL": "multimodal:before_log:1"})
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-3000:])
+    (run_dir,) = (tmp_path / "killed" / "multimodal").iterdir()
+    assert steps(manifest(run_dir)) == [0]
+    resumed = stage_process("multimodal", "train", tmp_path / "killed", [], "--from", str(run_dir), device="cpu",
+                            env=ENV)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert steps(manifest(run_dir)) == [0, 1, 2]  # epoch 1 logged from its checkpoint, none twice
+    # the same vocabulary (the WordPiece training's ties fall in hash order at this tiny vocabulary size)
+    clean = run_dir_of(train(tmp_path / "clean", "train.epochs=2", f"data.tokenizer={run_dir / 'data' / 'tokenizer'}"))
+    a = torch.load(run_dir / "checkpoints" / "epoch-002.pt", weights_only=True)
+    b = torch.load(clean / "checkpoints" / "epoch-002.pt", weights_only=True)
+    assert a["step"] == b["step"] == 2 * 3  # 48 questions in batches of 16
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in b["model"].items():
+        assert torch.equal(a["model"][key], value), key  # resumed exactly where it stopped
