@@ -78,7 +78,7 @@ TIMING = ("time", "seconds", "_s", "per_s", "throughput", "latency", "wall")
 # SIGKILL and --from, these weights must be bit-identical to an uninterrupted run's.
 WEIGHTS: dict[str, tuple[str, str | None]] = {
     "custom_ops": ("checkpoints/epoch_*.pdparams", None),  # the Paddle backend (the default)
-    "multimodal": ("checkpoints/last.pt", "model"),
+    "multimodal": ("checkpoints/epoch-*.pt", "model"),
     "quant": ("checkpoints/lora.pt", "adapters"),  # the LoRA adapters: the only weights it trains
     "recsys": ("checkpoints/last.pt", "model"),
     "segmentation": ("checkpoints/epoch-*.pt", "model"),

@@ -2,14 +2,14 @@
 checks together that early stopping ends it at the expected epoch, that bf16 autocast trains on
 the CPU and is recorded, and that DDP leaves every rank with the same weights while only rank 0
 writes; a rank that raises ends the job in one line; a SIGKILLed worker's run resumes with one
-process; a run killed after an epoch and resumed ends with the weights of an uninterrupted one.
-Faults are deterministic (mlx_core.faults kill points, on the rank MLX_TEST_FAULT_RANK names)."""
+process. A run SIGKILLed and resumed ends with an uninterrupted run's weights bit for bit:
+tests/integration/test_reliability.py (every plugin), and the engine's worst instant (checkpoint
+written, row not logged) is tests/segmentation/test_interrupts.py. Faults are deterministic (mlx_core.faults kill points, on the rank MLX_TEST_FAULT_RANK names)."""
 
 from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 
 import pytest
@@ -96,26 +96,3 @@ def test_a_killed_worker_resumes_with_one_process(tmp_path):
     m = manifest(run_dir)
     assert m["stages"]["train"]["status"] == "completed" and steps(m) == [0, 1, 2]
     assert m["records"]["engine"]["world_size"] == 1
-
-
-@pytest.mark.slow
-def test_killed_after_an_epoch_then_resumed_ends_with_the_same_weights(tmp_path):
-    import torch
-
-    # killed at the worst instant on purpose: epoch 1's checkpoint is complete, its row not yet logged
-    killed = train(tmp_path / "killed", "train.epochs=2", fault={"MLX_TEST_SIGKILL": "multimodal:before_log:1"})
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-3000:])
-    (run_dir,) = (tmp_path / "killed" / "multimodal").iterdir()
-    assert steps(manifest(run_dir)) == [0]
-    resumed = stage_process("multimodal", "train", tmp_path / "killed", [], "--from", str(run_dir), device="cpu",
-                            env=ENV)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert steps(manifest(run_dir)) == [0, 1, 2]  # epoch 1 logged from its checkpoint, none twice
-    # the same vocabulary (the WordPiece training's ties fall in hash order at this tiny vocabulary size)
-    clean = run_dir_of(train(tmp_path / "clean", "train.epochs=2", f"data.tokenizer={run_dir / 'data' / 'tokenizer'}"))
-    a = torch.load(run_dir / "checkpoints" / "epoch-002.pt", weights_only=True)
-    b = torch.load(clean / "checkpoints" / "epoch-002.pt", weights_only=True)
-    assert a["step"] == b["step"] == 2 * 3  # 48 questions in batches of 16
-    assert a["model"].keys() == b["model"].keys()
-    for key, value in b["model"].items():
-        assert torch.equal(a["model"][key], value), key  # resumed exactly where it stopped
