@@ -4,14 +4,14 @@ For each plugin of ``PLUGINS`` (installed ones; ``--plugins`` picks some), a tin
 made with ``mlx run P export`` and the plugin's small settings in a temporary runs folder (or
 taken from ``--runs-dir`` / ``--run``), and each of its formats is served by ``mlx serve`` on
 127.0.0.1 (a free port). A predictor that batches gets two servers, batching on
-(``--max-batch 8``) and off (``--max-batch 1``); one that does not gets one. Each server gets
-the same bounded load (``--requests`` POSTs of the predictor's first OpenAPI example,
+(``--max-batch 8``) and off (``--max-batch 1``); one that does not gets one. After an untimed
+warm-up, each server gets the same bounded load (``--requests`` POSTs of the predictor's first OpenAPI example,
 ``--concurrency`` in flight, ``--cap`` seconds at most), cases interleaved over ``--repeat``
 rounds with the in-process predictor timed on the same request (in batches of ``--max-batch``
 when it batches). Goal (issue 17): served throughput (batching on where it batches) >= 0.8 x
 in-process. Prints a table, writes benchmarks/results/serve.json and serve.png.
 
-    python benchmarks/serve.py                       # every installed plugin, about 10 min on 2 cores
+    python benchmarks/serve.py                       # every installed plugin (see wall_s in the JSON)
     python benchmarks/serve.py --quick               # fewer requests, one round: a smoke run
     python benchmarks/serve.py --plugins translation,recsys --keep-runs /tmp/serve_runs
     python benchmarks/serve.py --run runs/segmentation/<id> --format torchscript
@@ -207,7 +207,7 @@ async def load(url: str, body: dict, requests: int, concurrency: int, cap: float
     errors = 0
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=max(60.0, cap), limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=max(300.0, cap), limits=limits) as client:
         t0 = time.perf_counter()
 
         async def worker() -> None:
@@ -273,9 +273,13 @@ def bench_case(run_dir: Path, fmt: str | None, args: argparse.Namespace) -> dict
         cases: dict[str, list[dict]] = {name: [] for name in servers}
         served_case = "batching on" if predictor.batches else "unbatched"
         try:
-            for _ in range(args.repeat):  # interleaved: load drifts hit every case alike
+            for i in range(args.repeat):  # interleaved: load drifts hit every case alike
                 rps = in_process(predictor, body, batch, args.in_process_s)
                 inproc.append(rps)
+                if i == 0:  # as in process, untimed first calls (TorchScript's profiling runs, lazy inits)
+                    n = max(2, min(2 * args.concurrency, int(rps * 3)))  # about 3 s of the predictor's work
+                    for server in servers.values():
+                        asyncio.run(load(server.url, body, n, min(n, args.concurrency), args.cap))
                 for name, server in servers.items():
                     cases[name].append(asyncio.run(load(server.url, body, args.requests, args.concurrency, args.cap)))
                 ratios.append(cases[served_case][-1]["rps"] / rps)
