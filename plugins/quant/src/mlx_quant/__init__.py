@@ -28,6 +28,7 @@ def mlx_plugin():
         options=QuantOptions,
         requires=("torch", "transformers", "accelerate", "bitsandbytes", "peft", "torchao", "executorch", "matplotlib"),
         profiler="torch",
+        distribute="torch-ddp",  # LoRA on mlx_torch.fit (DDP over the adapters, gloo on the CPU)
         core_api=">=1.2,<2",  # stage table, ctx.examples
     )
 
