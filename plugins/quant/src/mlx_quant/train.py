@@ -69,6 +69,16 @@ def summarize(values: Mapping[str, Any]) -> dict[str, float]:
     return {"loss": loss, "perplexity": math.exp(loss)}
 
 
+def keep_4bit_layout_trainable(model: Any) -> None:
+    """bitsandbytes 0.50 repacks a Linear4bit weight into an inference-only CPU layout (AVX512-BF16)
+    at its first eval-mode forward; a training forward after that fails in autograd (an in-place
+    add on the packed output). The engine evaluates before and between epochs, so the repacking is
+    switched off for the LoRA run (the canonical 4-bit layout serves both)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def train(ctx, data, bundle: LMBundle) -> LMBundle:
     cfg = ctx.config.train
     if cfg.epochs == 0:
@@ -89,6 +99,7 @@ def train(ctx, data, bundle: LMBundle) -> LMBundle:
         task_type="SEQ_2_SEQ_LM" if bundle.kind == "seq2seq" else "CAUSAL_LM",
     )  # fmt: skip
     model = get_peft_model(bundle.model, lora)
+    keep_4bit_layout_trainable(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = fit(
         ctx, model, Windows(bundle.train_windows), Windows(bundle.eval_windows), cfg=cfg, epochs=cfg.epochs,
