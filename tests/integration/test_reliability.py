@@ -32,7 +32,8 @@ from mlx_core.testing import cli, sets, spawn
 # the plugins' own TINY test configurations with more epochs. multimodal: a WordPiece budget
 # below what the questions need makes the `tokenizers` trainer break ties between merges in
 # hash order, so two fresh runs get different vocabularies; 400 leaves no merge to choose.
-# quant: its steps take ~15 ms, so 200 of them leave the kill seconds to land before the end.
+# quant: its LoRA steps take ~15 ms, so 6 epochs (14 steps and an evaluation each) leave the kill
+# time to land before the end.
 RESUME: dict[str, tuple[list[str], float]] = {
     "custom_ops": (
         ["data.image_size=32", "data.sample_classes=2", "data.sample_per_class=8", "data.sample_valid_per_class=4",
@@ -48,7 +49,7 @@ RESUME: dict[str, tuple[list[str], float]] = {
     ),
     "quant": (
         ["model.hidden_size=32", "model.ffn_dim=64", "model.layers=2", "data.documents=24", "data.seq_len=32",
-         "data.max_eval_windows=4", "export.latency_repeats=1", "train.steps=200", "train.checkpoint_every=5"],
+         "data.max_eval_windows=4", "export.latency_repeats=1", "train.epochs=6"],
         1e-6,
     ),
     "recsys": (
@@ -79,7 +80,7 @@ TIMING = ("time", "seconds", "_s", "per_s", "throughput", "latency", "wall")
 WEIGHTS: dict[str, tuple[str, str | None]] = {
     "custom_ops": ("checkpoints/epoch_*.pdparams", None),  # the Paddle backend (the default)
     "multimodal": ("checkpoints/epoch-*.pt", "model"),
-    "quant": ("checkpoints/lora.pt", "adapters"),  # the LoRA adapters: the only weights it trains
+    "quant": ("checkpoints/epoch-*.pt", "model"),  # the LoRA adapters: the only weights it trains and saves
     "recsys": ("checkpoints/last.pt", "model"),
     "segmentation": ("checkpoints/epoch-*.pt", "model"),
     "translation": ("train/checkpoints/checkpoint-*/model.safetensors", None),
@@ -245,9 +246,9 @@ def test_runs_started_together_get_their_own_directories(name, tmp_path):
 
 
 # --- kills during export ----------------------------------------------------------------------
-# Extra overrides for the export tests: quant's resume case trains 200 steps so a kill can land
+# Extra overrides for the export tests: quant's resume case trains 6 epochs so a kill can land
 # mid-run; an export needs only a trained adapter.
-EXPORT_EXTRA: dict[str, list[str]] = {"quant": ["train.steps=6", "train.checkpoint_every=2"]}
+EXPORT_EXTRA: dict[str, list[str]] = {"quant": ["train.epochs=1"]}
 KILL_POLL_S = 0.005
 
 

@@ -16,6 +16,13 @@ def test_8bit_and_4bit_both_requested(tmp_path):
     assert "load_in_8bit" in err and "load_in_4bit" in err and "both" in err
 
 
+def test_removed_step_keys_name_train_epochs(tmp_path):
+    # LoRA moved to the shared engine, which counts epochs: the old step keys are one line each
+    for key in ("train.steps=6", "train.checkpoint_every=2"):
+        err = one_line_error(run_quant(tmp_path, "data", key))
+        assert f"{key.split('=')[0]} was removed" in err and "train.epochs" in err
+
+
 def test_quant_type_other_than_nf4_fp4(tmp_path):
     proc = run_quant(tmp_path, "data", "model.load_in_8bit=false", "model.load_in_4bit=true",
                      "model.bnb_4bit_quant_type=int4")  # fmt: skip

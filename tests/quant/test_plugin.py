@@ -63,7 +63,7 @@ def test_skip_module_matching_follows_transformers():
 
 def test_int8_with_lora_end_to_end(tmp_path):
     runs = tmp_path / "runs"
-    proc = run_quant(runs, "export", "train.steps=2", "train.checkpoint_every=1", "train.batch_size=2")
+    proc = run_quant(runs, "export", "train.epochs=1", "train.batch_size=4", "data.documents=8")
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = Path(proc.stdout.strip().splitlines()[-1])
     manifest = json.loads((run / "run.json").read_text())
@@ -91,7 +91,8 @@ def test_int8_with_lora_end_to_end(tmp_path):
     kinds = {a["kind"] for a in manifest["artifacts"]}
     assert {"dataset", "model", "model-weights", "adapter", "report", "chart", "checkpoint"} <= kinds
     hist = manifest["stages"]["train"]["history"]
-    assert [h["step"] for h in hist] == [1, 2]
+    assert [h["step"] for h in hist] == [0, 1]  # epoch 0: the quantized model before LoRA
+    assert manifest["stages"]["train"]["metrics"]["epochs"] == 1
 
     # the exported folder reloads as int8 with no quantization arguments at all
     import torch
@@ -101,24 +102,24 @@ def test_int8_with_lora_end_to_end(tmp_path):
     assert type(m.model.decoder.layers[0].fc1).__name__ == "Linear8bitLt"
     assert m(torch.zeros(1, 8, dtype=torch.long)).logits.shape == (1, 8, 256)
 
-    # --from resumes LoRA from the last checkpoint and reuses the generated corpus
+    # --from resumes LoRA from the last epoch checkpoint and reuses the generated corpus
     corpus = (run / "data" / "corpus.txt").read_bytes()
     proc = subprocess.run(
         [sys.executable, "-m", "mlx_core", "run", "quant", "train", "--from", str(run), "--device", DEVICE,
-         "--set", "train.steps=3"], capture_output=True, text=True,
+         "--set", "train.epochs=2"], capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resuming LoRA from step 2" in proc.stderr
+    assert "resuming from checkpoints/epoch-001.pt (epoch 1 of 2)" in proc.stderr
     assert (run / "data" / "corpus.txt").read_bytes() == corpus
     hist = json.loads((run / "run.json").read_text())["stages"]["train"]["history"]
-    assert hist[-1]["step"] == 3
+    assert [h["step"] for h in hist] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("qtype", ["nf4", "fp4"])
 def test_4bit_in_process(run_inproc, qtype):
     m = run_inproc("quant", "export", [*TINY, "model.load_in_8bit=false", "model.load_in_4bit=true",
                                        f"model.bnb_4bit_quant_type={qtype}", "model.bnb_4bit_use_double_quant=true",
-                                       f"train.steps={2 if qtype == 'nf4' else 0}", "train.batch_size=2",
+                                       f"train.epochs={1 if qtype == 'nf4' else 0}", "data.documents=8",
                                        "model.hidden_size=64", "model.ffn_dim=128"])  # fmt: skip
     report = json.loads((m.run_dir / "export" / "report.json").read_text())
     assert report["precision"] == f"4-bit {qtype}"

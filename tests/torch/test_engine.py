@@ -67,6 +67,47 @@ def test_killed_after_an_epoch_then_resumed_ends_with_the_same_weights(tmp_path)
     assert [r["train_loss"] for r in clean.history] == [r["train_loss"] for r in resumed.history]
 
 
+def test_trainable_only_checkpoints_hold_the_adapters_and_resume_exactly(tmp_path, monkeypatch):
+    # the first layer frozen, as a quantized base under LoRA adapters: checkpoints hold the rest
+    _, clean = toy_fit(tmp_path / "clean", epochs=3, trainable_only=True)
+    monkeypatch.setenv("MLX_TEST_RAISE", "toy:epoch_start:2")  # the engine's every-rank fault point
+    with pytest.raises(RuntimeError, match="test fault at toy:epoch_start:2"):
+        toy_fit(tmp_path / "killed", epochs=3, trainable_only=True)
+    monkeypatch.delenv("MLX_TEST_RAISE")
+    state = torch.load(tmp_path / "killed" / "checkpoints" / "epoch-001.pt", weights_only=True)
+    assert sorted(state["model"]) == ["3.bias", "3.weight"]
+    _, resumed = toy_fit(tmp_path / "killed", epochs=3, resumed=True, trainable_only=True)
+    assert resumed.resumed_from == 1
+    assert same(clean.model.state_dict(), resumed.model.state_dict())
+
+
+def test_resume_with_another_epoch_length_continues_at_this_runs_length(tmp_path, monkeypatch):
+    # a batch twice as large halves the batches an epoch, as a resume on twice the processes does
+    monkeypatch.setenv("MLX_TEST_RAISE", "toy:epoch_start:2")
+    with pytest.raises(RuntimeError):
+        toy_fit(tmp_path, epochs=3)
+    monkeypatch.delenv("MLX_TEST_RAISE")
+    ctx, resumed = toy_fit(tmp_path, epochs=3, resumed=True, batch_size=16)
+    assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]
+    m = json.loads((tmp_path / "run.json").read_text())
+    assert m["records"]["engine"]["optimizer_steps"] == 8 + 2 * 4  # epoch 1: 64/8, then 64/16 each
+    assert "the checkpoint's epochs had 8 batches a process; this run's have 4" in ctx.console.file.getvalue()
+    # a checkpoint whose parameters are not the trainable ones of this model is one line
+    from mlx_core import DataError
+
+    with pytest.raises(DataError, match=r"does not fit .* unexpected \['0.bias', '0.weight'\]"):
+        toy_fit(tmp_path, epochs=4, resumed=True, trainable_only=True)
+
+
+def test_weights_digest_reads_bfloat16(tmp_path):
+    from mlx_torch.dist import weights_sha256
+
+    a = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    assert weights_sha256(a) == weights_sha256(a) and len(weights_sha256(a)) == 64
+    b = torch.nn.Linear(3, 2)
+    assert weights_sha256(b) != weights_sha256(b.to(torch.bfloat16))
+
+
 def test_fp16_on_cpu_is_one_clear_error(tmp_path):
     from mlx_core import ConfigError
 

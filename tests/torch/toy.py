@@ -42,18 +42,24 @@ def metrics(device: torch.device) -> dict[str, Any]:
     return {"accuracy": Accuracy(device=device), "loss": Loss(F.cross_entropy, device=device)}
 
 
-def toy_fit(run_dir: Path, epochs: int = 3, resumed: bool = False, handlers=(), **train: Any):
+def toy_fit(run_dir: Path, epochs: int = 3, resumed: bool = False, handlers=(), batch_size: int = 8,
+            trainable_only: bool = False, **train: Any):  # fmt: skip
+    """``trainable_only``: the first layer is frozen (as a quantized base under adapters) and the
+    checkpoints hold only the rest."""
     from mlx_torch.fit import fit
 
     cfg = ToyConfig(train=EngineTrainConfig(**train))
     ctx = stage_context(run_dir, plugin="toy", config=cfg, stage="train", resumed=resumed)
+    net = model()
+    if trainable_only:
+        net[0].requires_grad_(False)
     result = fit(
-        ctx, model(), dataset(64), dataset(32, seed=2), cfg=cfg.train, epochs=epochs, batch_size=8,
+        ctx, net, dataset(64), dataset(32, seed=2), cfg=cfg.train, epochs=epochs, batch_size=batch_size,
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2),
         loss_fn=lambda net, b: F.cross_entropy(net(b[0]), b[1]),
         eval_fn=lambda net, b: (net(b[0]), b[1]), metrics=metrics,
         summarize=lambda v: {"loss": float(v["loss"]), "accuracy": float(v["accuracy"])},
-        handlers=handlers,
+        handlers=handlers, trainable_only=trainable_only,
     )  # fmt: skip
     return ctx, result
 

@@ -67,6 +67,31 @@ class History:
         self.rows = list(rows)
 
 
+class Trainable:
+    """The parameters of ``model`` that train (``requires_grad``), by name: what a checkpoint holds
+    under ``fit(..., trainable_only=True)`` in place of the whole state_dict. For adapters on a
+    frozen base that an earlier stage rebuilds on every run (quant's LoRA on a bitsandbytes model):
+    the frozen int8/4-bit weights are neither written each epoch nor loaded back."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def _params(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self._params().items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        params = self._params()
+        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise ValueError(f"its trainable parameters differ: missing {missing[:2]}, unexpected {unexpected[:2]}")
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state[name])
+
+
 class Step:
     """The global optimizer-step count, saved as a plain int (``checkpoint["step"]``)."""
 

@@ -53,10 +53,13 @@ def weights_sha256(model: Any) -> str:
     """A digest of the model's parameters and buffers: equal on every rank after DDP training."""
     import hashlib
 
+    import torch
+
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        # the raw bytes (numpy has no bfloat16): the same digest as .numpy().tobytes() where numpy can
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -79,6 +79,7 @@ def fit(
     initial_name: str = "untrained",
     handlers: Iterable[Callable[[Engine, Engine], None]] = (),
     lr_name: str = "train.lr",
+    trainable_only: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` (global ``batch_size`` split over the ranks) and return it.
 
@@ -88,6 +89,9 @@ def fit(
     metrics(device): fresh Ignite metrics by name, on ``device`` (Ignite reduces them over ranks).
     summarize(metric values): the evaluation's figures by name (``loss``, ``miou``, ...); the float
     ones become ``val_<name>`` in each epoch's row.
+    trainable_only: checkpoints hold only the parameters that train (``requires_grad``), not the
+    whole state_dict: for adapters on a frozen base that the model stage rebuilds (quant's LoRA on
+    a bitsandbytes model, whose int8/4-bit weights need not be saved or loaded each epoch).
     """
     check_precision(cfg.precision, ctx.device)
     if cfg.early_stopping.metric is not None and cfg.early_stopping.metric in {"epoch", "seconds"}:
@@ -95,7 +99,7 @@ def fit(
     with process_group(ctx.device, timeout_s(ctx)) as backend, contextlib.ExitStack() as stack:
         run = _Run(ctx, cfg, epochs, backend, stack)
         return run.fit(model, train_set, val_set, batch_size, optimizer, loss_fn, eval_fn, metrics, summarize,
-                       collate_fn, prepare, on_epoch_start, initial_name, handlers, lr_name)  # fmt: skip
+                       collate_fn, prepare, on_epoch_start, initial_name, handlers, lr_name, trainable_only)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -143,7 +147,7 @@ class _Run:
 
     # --- building ---------------------------------------------------------------------------
     def fit(self, model, train_set, val_set, batch_size, optimizer, loss_fn, eval_fn, metrics, summarize,
-            collate_fn, prepare, on_epoch_start, initial_name, handlers, lr_name) -> FitResult:  # fmt: skip
+            collate_fn, prepare, on_epoch_start, initial_name, handlers, lr_name, trainable_only) -> FitResult:  # fmt: skip
         ctx, cfg = self.ctx, self.cfg
         rank = idist.get_rank()
         sampler = DistributedSampler(train_set, num_replicas=self.world, rank=rank, shuffle=True, seed=ctx.seed,
@@ -171,7 +175,7 @@ class _Run:
             metric.attach(evaluator, name)
         self.evaluator, self.val_loader, self.summarize, self.net = evaluator, val_loader, summarize, net
 
-        to_save: dict[str, Any] = {"model": model, "optimizer": opt, "scheduler": sched, "trainer": trainer,
+        to_save: dict[str, Any] = {"model": ck.Trainable(net) if trainable_only else model, "optimizer": opt, "scheduler": sched, "trainer": trainer,
                                    "history": self.history, "step": self.step_count, "rng": self.rng}  # fmt: skip
         if step.scaler is not None:
             to_save["scaler"] = step.scaler
@@ -187,7 +191,7 @@ class _Run:
         for attach in handlers:
             attach(trainer, evaluator)
 
-        resumed_from = self._resume(to_save, checkpointer)
+        resumed_from = self._resume(to_save, checkpointer, len(train_loader))
         if resumed_from is None:
             self._initial(initial_name)
         self._check_stop_metric()
@@ -250,6 +254,7 @@ class _Run:
         def _start(engine: Engine) -> None:
             epoch = engine.state.epoch
             sampler.set_epoch(epoch)  # the shuffle of epoch E is the same after a resume
+            kill_point(f"{ctx.plugin}:epoch_start:{epoch}")  # test-only, on every rank (MLX_TEST_FAULT_RANK)
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
             self.state.reset()
@@ -330,7 +335,7 @@ class _Run:
         if failure is not None:
             raise failure
 
-    def _resume(self, to_save: dict[str, Any], checkpointer: Checkpoint) -> int | None:
+    def _resume(self, to_save: dict[str, Any], checkpointer: Checkpoint, length: int) -> int | None:
         ctx = self.ctx
         found = ck.found(ctx.path("checkpoints")) if ctx.resumed else []
         if not found:
@@ -343,6 +348,15 @@ class _Run:
             raise DataError(
                 f"checkpoint {path} does not fit this run's model/optimizer: {str(exc).splitlines()[0][:200]}"
             ) from None
+        trainer = to_save["trainer"]
+        if trainer.state.epoch_length != length:
+            # another --nproc (or batch size) than the checkpointed run: its batches an epoch change;
+            # checkpoints are at epoch ends, so the next epoch starts at this run's own epoch length
+            if self.main:
+                ctx.log(f"the checkpoint's epochs had {trainer.state.epoch_length} batches a process; this run's have "
+                        f"{length}")  # fmt: skip
+            trainer.state.epoch_length = length
+            trainer.state.iteration = trainer.state.epoch * length
         if self.main:
             ctx.log(f"resuming from {path.relative_to(ctx.run_dir)} (epoch {epoch} of {self.epochs})")
             ctx.record("resumed_from_epoch", epoch)

@@ -32,7 +32,8 @@ def mlx_plugin():
         options=QuantOptions,
         requires=("torch", "transformers", "accelerate", "bitsandbytes", "peft", "torchao", "executorch", "matplotlib"),
         profiler="torch",
-        core_api=">=1.3,<2",  # stage table, ctx.examples, serve
+        distribute="torch-ddp",  # LoRA on mlx_torch.fit (DDP over the adapters, gloo on the CPU)
+        core_api=">=1.3,<2",  # stage table, ctx.examples, serve, distribute
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from mlx_core import Section
+from mlx_torch.config import EngineTrainConfig, Schedule
 
 from .gates import GateConfig, GateFields
 
@@ -86,16 +87,39 @@ class ModelConfig(Section):
     ffn_dim: int = Field(256, ge=8, le=16384, description="generated model: feed-forward width")
 
 
-class TrainConfig(Section):
-    steps: int = Field(6, ge=0, le=100_000, description="LoRA steps on the frozen quantized model (0: no fine-tuning)")
-    batch_size: int = Field(4, ge=1, le=1024, description="windows per step")
+class TrainConfig(EngineTrainConfig):
+    """LoRA on the shared engine (mlx_torch.fit): precision, early stopping, schedules and
+    checkpoints are the engine's keys (docs/engine.md); these are quant's own."""
+
+    epochs: int = Field(
+        1, ge=0, le=100_000,
+        description="LoRA passes over the training windows on the frozen quantized model, a checkpoint after each "
+        "(0: no fine-tuning)",
+    )  # fmt: skip
+    batch_size: int = Field(4, ge=1, le=1024, description="windows per step (the global batch, split over processes)")
     lr: float = Field(5e-3, gt=0, le=1, description="AdamW learning rate of the adapters")
+    lr_schedule: Schedule = Field(
+        "constant", description="constant (the AdamW rate throughout), or the engine's poly / cosine decay to 0"
+    )
     lora_r: int = Field(4, ge=1, le=256, description="LoRA rank")
     lora_alpha: int = Field(8, ge=1, le=1024, description="LoRA scaling alpha")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "v_proj"], min_length=1, description="module names that get LoRA adapters"
     )
-    checkpoint_every: int = Field(2, ge=1, le=100_000, description="save the adapters every N steps (resume point)")
+    # the step loop moved to the engine, which counts epochs: the old keys stay only to say so
+    steps: int | None = Field(None, description="removed: use train.epochs (passes over the training windows)")
+    checkpoint_every: int | None = Field(None, description="removed: a checkpoint is written after every epoch")
+
+    @field_validator("steps", "checkpoint_every")
+    @classmethod
+    def _removed(cls, v: object, info: ValidationInfo) -> object:
+        if v is None:
+            return v
+        raise ValueError(
+            f"train.{info.field_name} was removed: LoRA runs on the shared engine, which counts "
+            "epochs over the training windows and checkpoints after each one; use train.epochs "
+            "(train.epochs=0: no fine-tuning)"
+        )
 
 
 class ExportConfig(Section):

@@ -1,18 +1,21 @@
-"""Optional LoRA fine-tuning (peft) on top of the frozen 8-bit / 4-bit model.
+"""Optional LoRA fine-tuning (peft) of the frozen 8-bit / 4-bit model, on the shared engine
+(mlx_torch.fit, on pytorch-ignite). This module holds only quant's domain: the LoRA config, the
+language-model loss on the token windows and the evaluation (perplexity on the held-out windows).
+Loop, DDP, checkpoints (after each epoch, adapters only), resume, early stopping and precision
+are the engine's (docs/engine.md).
 
-The quantized weights themselves are not trained; only the adapters are. Adapters and the
-optimizer state are checkpointed every ``train.checkpoint_every`` steps; ``--from`` resumes.
+The quantized weights themselves are not trained; only the adapters are (the engine's optimizer
+gets the parameters with ``requires_grad``: the adapters).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-
-from mlx_core import ConfigError, DataError
+from torch.utils.data import Dataset
 
 from .model import LMBundle, check_module_names, quiet
 
@@ -23,7 +26,7 @@ def lm_loss(model: Any, batch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def perplexity(model: Any, windows: torch.Tensor, batch_size: int = 4) -> float:
-    """exp(mean token cross-entropy) over the evaluation windows."""
+    """exp(mean token cross-entropy) over the evaluation windows (the export's figures)."""
     device = next(p.device for p in model.parameters() if p.device.type != "meta")
     total, n = 0.0, 0
     for i in range(0, len(windows), batch_size):
@@ -33,76 +36,90 @@ def perplexity(model: Any, windows: torch.Tensor, batch_size: int = 4) -> float:
     return math.exp(total / max(n, 1))
 
 
-def lora_state(model: Any) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if "lora_" in k}
+class Windows(Dataset):
+    """The token windows (n, seq_len) as a dataset of windows: the default collate stacks a batch."""
+
+    def __init__(self, windows: torch.Tensor) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.windows[i]
+
+
+def eval_output(model: Any, batch: torch.Tensor) -> tuple[torch.Tensor]:
+    """The batch's mean token cross-entropy, once per window: every window has the same number of
+    tokens, so Ignite's ``Average`` of these over the split is its mean token cross-entropy, the
+    log of :func:`perplexity` (summed over the ranks by Ignite)."""
+    loss = lm_loss(model, batch)
+    # (n, 1): Ignite's Average counts the first dimension as examples only when there is a second
+    return (loss.detach().reshape(1, 1).expand(len(batch), 1),)
+
+
+def metrics(device: torch.device) -> dict[str, Any]:
+    from ignite.metrics import Average
+
+    return {"loss": Average(output_transform=lambda out: out[0], device=device)}
+
+
+def summarize(values: Mapping[str, Any]) -> dict[str, float]:
+    loss = float(values["loss"].reshape(-1)[0]) if isinstance(values["loss"], torch.Tensor) else float(values["loss"])
+    return {"loss": loss, "perplexity": math.exp(loss)}
+
+
+def keep_4bit_layout_trainable(model: Any) -> None:
+    """bitsandbytes 0.50 repacks a Linear4bit weight into an inference-only CPU layout (AVX512-BF16)
+    at its first eval-mode forward; a training forward after that fails in autograd (an in-place
+    add on the packed output). The engine evaluates before and between epochs, so the repacking is
+    switched off for the LoRA run (the canonical 4-bit layout serves both)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def train(ctx, data, bundle: LMBundle) -> LMBundle:
     cfg = ctx.config.train
-    if cfg.steps == 0:
-        ctx.log("[train] train.steps=0: no LoRA fine-tuning; the quantized model goes to export as loaded")
+    if cfg.epochs == 0:
+        ctx.log("[train] train.epochs=0: no LoRA fine-tuning; the quantized model goes to export as loaded")
         ctx.record("lora", None)
         return bundle
     from peft import LoraConfig, get_peft_model
 
+    from mlx_torch.dist import is_main
+    from mlx_torch.fit import fit
+
     quiet()
     names = [n for n, _ in bundle.model.named_modules() if n]
     check_module_names("train.target_modules", list(cfg.target_modules), names)
-    torch.manual_seed(ctx.seed)
+    torch.manual_seed(ctx.seed)  # the adapters' initialisation: the same on every rank
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.target_modules), lora_dropout=0.0,
         task_type="SEQ_2_SEQ_LM" if bundle.kind == "seq2seq" else "CAUSAL_LM",
     )  # fmt: skip
     model = get_peft_model(bundle.model, lora)
+    keep_4bit_layout_trainable(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
-    ckpt: Path = ctx.path("checkpoints", "lora.pt")
-    start, history = 0, []
-    if ctx.resumed and ckpt.is_file():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"checkpoint {ckpt} cannot be read ({type(exc).__name__})") from None
-        missing = model.load_state_dict(state["adapters"], strict=False)
-        if missing.unexpected_keys:
-            raise ConfigError(
-                f"checkpoint {ckpt} does not fit this LoRA config (unexpected {missing.unexpected_keys[:2]})"
-            )
-        opt.load_state_dict(state["optimizer"])
-        start, history = int(state["step"]), [float(x) for x in state["losses"]]
-        ctx.log(f"[train] resuming LoRA from step {start}")
-    logged = start
-    windows = bundle.train_windows
-    device = next(p.device for p in params)
-    model.train()
-    try:
-        with ctx.progress("LoRA steps", total=cfg.steps) as advance:
-            advance(start)
-            for step in range(start, cfg.steps):
-                idx = [(step * cfg.batch_size + i) % len(windows) for i in range(cfg.batch_size)]
-                loss = lm_loss(model, windows[idx].to(device))
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                history.append(float(loss.detach()))
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                    with ctx.atomic_path("checkpoints", "lora.pt") as tmp:
-                        torch.save({"adapters": lora_state(model), "optimizer": opt.state_dict(), "step": step + 1,
-                                    "losses": torch.tensor(history)}, tmp)  # fmt: skip
-                    # the history gets the steps this checkpoint covers, only once it is saved: a
-                    # resumed run never logs a step twice
-                    for done in range(logged, step + 1):
-                        ctx.log_metrics({"loss": history[done]}, step=done + 1)
-                    logged = step + 1
-                advance(1)
-    except KeyboardInterrupt:
-        ctx.note(f"LoRA training interrupted; the last checkpoint is {ckpt}")
-        raise
-    model.eval()
-    ctx.add_artifact(ckpt, kind="checkpoint", step=cfg.steps)
+    result = fit(
+        ctx, model, Windows(bundle.train_windows), Windows(bundle.eval_windows), cfg=cfg, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, optimizer=lambda params: torch.optim.AdamW(params, lr=cfg.lr),
+        loss_fn=lm_loss, eval_fn=eval_output, metrics=metrics, summarize=summarize, initial_name="initial",
+        trainable_only=True,
+    )  # fmt: skip
+    bundle.model = result.model
+    if not is_main(ctx):
+        return bundle
+    rows = [r for r in result.history if r["epoch"] >= 1]
+    first, last = result.history[0], result.history[-1]
+    if result.checkpoint is not None:
+        ctx.add_artifact(result.checkpoint, kind="checkpoint", epoch=int(result.checkpoint.stem.split("-")[1]))
+    ctx.log_metrics({"val_perplexity": last["val_perplexity"], "epochs": last["epoch"]})
+    stopped = f" (early stopping after epoch {result.stopped_early})" if result.stopped_early else ""
+    ctx.note(f"LoRA trained {last['epoch']} epochs{stopped}: eval perplexity "
+             f"{first['val_perplexity']:.3f} -> {last['val_perplexity']:.3f}")  # fmt: skip
     ctx.record("lora", {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "targets": list(cfg.target_modules),
-                        "trainable_parameters": trainable, "steps": cfg.steps,
-                        "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None})  # fmt: skip
-    bundle.model = model
+                        "trainable_parameters": trainable, "epochs": last["epoch"],
+                        "first_loss": rows[0]["train_loss"] if rows else None,
+                        "last_loss": rows[-1]["train_loss"] if rows else None})  # fmt: skip
     return bundle
