@@ -46,8 +46,8 @@ def export_lm(tmp_path_factory, name: str, *sets: str):
 
 @pytest.fixture(scope="module")
 def int8_lora_run(tmp_path_factory) -> Path:
-    """A finished int8 export of the tiny random LM with LoRA adapters (2 steps)."""
-    return export_lm(tmp_path_factory, "int8", "train.steps=2", "train.checkpoint_every=2", "train.batch_size=2")
+    """A finished int8 export of the tiny random LM with LoRA adapters (1 epoch)."""
+    return export_lm(tmp_path_factory, "int8", "train.epochs=1", "train.batch_size=8")
 
 
 def eval_texts(run: Path) -> list[str]:
@@ -116,7 +116,7 @@ def test_serves_continuations_and_the_perplexities_of_the_quantized_model(int8_l
 
 def test_a_4bit_export_without_adapters_serves_its_base(tmp_path_factory):
     run = export_lm(tmp_path_factory, "nf4", "model.load_in_8bit=false", "model.load_in_4bit=true",
-                    "model.hidden_size=64", "model.ffn_dim=64", "train.steps=0")  # fmt: skip
+                    "model.hidden_size=64", "model.ffn_dim=64", "train.epochs=0")  # fmt: skip
     report = json.loads((run / "export" / "report.json").read_text())
     with served_in_process(run) as client:
         info = client.get("/info").json()
@@ -127,7 +127,7 @@ def test_a_4bit_export_without_adapters_serves_its_base(tmp_path_factory):
         assert geometric_mean([x["perplexity"] for x in res]) == pytest.approx(report["perplexity"]["after"], rel=1e-2)
         gen = client.post("/predict", json={"texts": TEXTS[:1], "max_new_tokens": 4}).json()
         assert gen["mode"] == "generate" and gen["results"][0]["perplexity"] is None
-    with pytest.raises(RunError, match=r"exported no LoRA adapters \(train.steps=0\); .*--format base"):
+    with pytest.raises(RunError, match=r"exported no LoRA adapters \(train.epochs=0\); .*--format base"):
         with served_in_process(run, fmt="lora"):
             pass
 

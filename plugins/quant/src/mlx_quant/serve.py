@@ -82,7 +82,7 @@ def check(ctx: RunContext, fmt: str | None) -> Export:
         raise RunError(f"quant serves the formats {', '.join(FORMATS)}; there is no {fmt!r}")
     if fmt == "lora" and adapter_dir is None:
         raise RunError(
-            f"{ctx.run_dir} exported no LoRA adapters (train.steps=0); serve the quantized base: --format base"
+            f"{ctx.run_dir} exported no LoRA adapters (train.epochs=0); serve the quantized base: --format base"
         )
     return Export(ctx.run_dir / entry["folder"], adapter_dir if fmt == "lora" else None, fmt, entry)
 
