@@ -96,3 +96,13 @@ def test_a_killed_worker_resumes_with_one_process(tmp_path):
     m = manifest(run_dir)
     assert m["stages"]["train"]["status"] == "completed" and steps(m) == [0, 1, 2]
     assert m["records"]["engine"]["world_size"] == 1
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_form_one_job(tmp_path):
+    from mlx_torch.testing import assert_two_nodes_on_loopback_form_one_job
+
+    # each node trains its own WordPiece vocabulary from the generated questions: at 400 there is
+    # no merge left to choose, so both nodes get the same one (docs/scale-out.md: pass the same
+    # data.tokenizer on real machines)
+    assert_two_nodes_on_loopback_form_one_job("multimodal", tmp_path, [*TINY, "data.wordpiece_vocab_size=400"])

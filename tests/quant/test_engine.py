@@ -115,3 +115,10 @@ def test_killed_after_an_epoch_then_resumed_ends_with_the_same_adapters(tmp_path
     for key, value in b["model"].items():
         assert a["model"][key].equal(value), key  # resumed exactly where it stopped
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_form_one_job(tmp_path):
+    from mlx_torch.testing import assert_two_nodes_on_loopback_form_one_job
+
+    assert_two_nodes_on_loopback_form_one_job("quant", tmp_path, SMALL, device=DEVICE)
