@@ -3,6 +3,8 @@
 import copy
 import json
 
+import pytest
+
 from mlx_core.runs import Manifest
 
 
@@ -55,15 +57,22 @@ def _strip(row, pad):
     return toks
 
 
-def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
-    import torch
+@pytest.fixture(scope="module")
+def loaded(tiny_run):
+    """(tokenizer, eager model, exported runner) of the tiny run, loaded once for the parity tests."""
     from mlx_translation.exported import ExportedSeq2Seq
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     folder = tiny_run / "export" / "hf"
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
-    runner = ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+    return tok, model, ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+
+
+def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run, loaded):
+    import torch
+
+    tok, model, runner = loaded
     # greedy runs the encoder once and one cached step per token, never the whole-prefix decoder
     calls = {"encoder": 0, "first": 0, "past_lengths": []}
     full_decoder, first_step, step, encoder = runner.decoder, runner.first_step, runner.step, runner.encoder
@@ -114,15 +123,10 @@ def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
     assert meta["vocab_size"] == model.config.vocab_size
 
 
-def test_exported_beam_search_is_token_identical_to_generate_num_beams(tiny_run):
+def test_exported_beam_search_is_token_identical_to_generate_num_beams(loaded):
     import torch
-    from mlx_translation.exported import ExportedSeq2Seq
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    folder = tiny_run / "export" / "hf"
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
-    runner = ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+    tok, model, runner = loaded
     texts = ["A cat.", "The seven white horses are under my small table.", "We have it.", "I see two dogs."]
     enc = tok(["translate English to French: " + t for t in texts], return_tensors="pt", padding=True)
     ids, mask = enc["input_ids"], enc["attention_mask"]

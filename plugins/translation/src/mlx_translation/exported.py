@@ -8,13 +8,15 @@ Programs with dynamic batch and sequence dimensions:
 * ``decoder_step.pt2``: (last token, encoder hidden states, attention_mask, the K/V of the step
   before) -> the same outputs with the self-attention K/V one position longer (dynamic past length);
 * ``decoder.pt2``: (decoder_input_ids, encoder hidden states, attention_mask) -> logits of every
-  position, recomputing the prefix; beam search and the export stage's logit check use it.
+  position, recomputing the prefix; the export stage's logit check uses it, and decoding falls back
+  to it for exports written before the cached programs existed.
 
 The cached programs see only tensors: the wrapper rebuilds transformers' ``EncoderDecoderCache``
 from them inside the traced ``forward`` (``DynamicCache.update`` per layer) and flattens the
 updated cache back out, so no cache object crosses the program boundary. Greedy decoding follows
-``generate()``'s rules (start token, pad after EOS) so its tokens compare one for one with eager
-``generate``.
+``generate()``'s rules (start token, pad after EOS) and beam search transformers' ``_beam_search``
+(the self-attention cache reordered by beam each step), so their tokens compare one for one with
+eager ``generate()``.
 """
 
 from __future__ import annotations
@@ -185,8 +187,20 @@ def _lean(gm):
     return gm
 
 
+def _drop_input_guard(gm) -> None:
+    """Remove ``.module()``'s input-shape check (a Python walk over every input's dims, each call).
+
+    At batch 1 it is about a twentieth of a decoder step; the step programs' inputs are built by
+    the decoding loops, so a wrong shape there is a bug of the loop, not user input.
+    """
+    for key, hook in list(gm._forward_pre_hooks.items()):
+        if getattr(hook, "__name__", "") == "_check_input_constraints_pre_hook":
+            del gm._forward_pre_hooks[key]
+            gm._forward_pre_hooks_with_kwargs.pop(key, None)
+
+
 class ExportedSeq2Seq:
-    """Greedy (KV-cached) and beam-search generation with the exported programs (CPU)."""
+    """Greedy and beam-search generation (both KV-cached) with the exported programs (CPU)."""
 
     def __init__(self, folder: str | Path):
         import torch
@@ -194,14 +208,19 @@ class ExportedSeq2Seq:
         folder = Path(folder)
         self.meta = json.loads((folder / META).read_text())
 
-        def load(name: str):
-            return _lean(torch.export.load(str(folder / name)).module())
+        def load(name: str, guarded: bool = True):
+            gm = _lean(torch.export.load(str(folder / name)).module())
+            if not guarded:
+                _drop_input_guard(gm)
+            return gm
 
         self.encoder, self.decoder = load(ENCODER), load(DECODER)
         # exports written before the KV-cache programs existed still decode, by recomputing the prefix
         cached = (folder / FIRST_STEP).exists() and (folder / STEP).exists()
-        self.first_step = load(FIRST_STEP) if cached else None
-        self.step = load(STEP) if cached else None
+        # the step programs are called only by the loops below, with shapes taken from the encoder's
+        # output and their own previous outputs: their per-call input-shape guard is dropped
+        self.first_step = load(FIRST_STEP, guarded=False) if cached else None
+        self.step = load(STEP, guarded=False) if cached else None
         self.start, self.eos, self.pad = (
             self.meta["decoder_start_token_id"],
             self.meta["eos_token_id"],
