@@ -3,6 +3,8 @@
 import copy
 import json
 
+import pytest
+
 from mlx_core.runs import Manifest
 
 
@@ -55,15 +57,22 @@ def _strip(row, pad):
     return toks
 
 
-def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
-    import torch
+@pytest.fixture(scope="module")
+def loaded(tiny_run):
+    """(tokenizer, eager model, exported runner) of the tiny run, loaded once for the parity tests."""
     from mlx_translation.exported import ExportedSeq2Seq
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     folder = tiny_run / "export" / "hf"
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForSeq2SeqLM.from_pretrained(str(folder), local_files_only=True).eval()
-    runner = ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+    return tok, model, ExportedSeq2Seq(tiny_run / "export" / "torch_export")
+
+
+def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run, loaded):
+    import torch
+
+    tok, model, runner = loaded
     # greedy runs the encoder once and one cached step per token, never the whole-prefix decoder
     calls = {"encoder": 0, "first": 0, "past_lengths": []}
     full_decoder, first_step, step, encoder = runner.decoder, runner.first_step, runner.step, runner.encoder
@@ -110,7 +119,41 @@ def test_exported_programs_match_eager_greedy_on_new_inputs(tiny_run):
         no_cache = copy.copy(runner)
         no_cache.first_step = no_cache.step = None
         assert torch.equal(no_cache.greedy(enc["input_ids"], enc["attention_mask"], 15), got)
-        beams = runner.beam(enc["input_ids"], enc["attention_mask"], 15, num_beams=3)
-        assert len(beams) == len(batch) and all(b[0] == model.config.decoder_start_token_id for b in beams)
     meta = json.loads((tiny_run / "export" / "torch_export" / "exported.json").read_text())
     assert meta["vocab_size"] == model.config.vocab_size
+
+
+def test_exported_beam_search_is_token_identical_to_generate_num_beams(loaded):
+    import torch
+
+    tok, model, runner = loaded
+    texts = ["A cat.", "The seven white horses are under my small table.", "We have it.", "I see two dogs."]
+    enc = tok(["translate English to French: " + t for t in texts], return_tensors="pt", padding=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    full_decoder, step = runner.decoder, runner.step
+    reorders = []
+
+    def cached_step(last, hidden, m, *past):
+        assert last.shape == (4 * len(texts), 1)  # one token per beam row, the prefix comes from the cache
+        reorders.append(past[0].shape[2])
+        return step(last, hidden, m, *past)
+
+    def no_full_decoder(*a):
+        raise AssertionError("beam search recomputed the prefix with the full decoder")
+
+    runner.decoder, runner.step = no_full_decoder, cached_step
+    # generate()'s defaults (length_penalty 1, early_stopping False), then other finishing rules
+    for settings in (
+        {},
+        {"length_penalty": 0.5, "early_stopping": True},
+        {"length_penalty": 2.0, "early_stopping": "never"},
+    ):
+        with torch.no_grad():
+            eager = model.generate(**enc, max_new_tokens=10, do_sample=False, num_beams=4, **settings)
+        got = runner.beam(ids, mask, 10, num_beams=4, **settings)
+        assert got.shape == eager.shape and torch.equal(got, eager), settings
+    assert reorders and reorders[:2] == [1, 2]  # the past grows by one position per step
+    runner.decoder, runner.step = full_decoder, step
+    no_cache = copy.copy(runner)  # exports without the KV-cache programs: the same tokens, prefix recomputed
+    no_cache.first_step = no_cache.step = None
+    assert torch.equal(no_cache.beam(ids, mask, 10, num_beams=4), runner.beam(ids, mask, 10, num_beams=4))

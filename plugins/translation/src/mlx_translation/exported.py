@@ -8,13 +8,15 @@ Programs with dynamic batch and sequence dimensions:
 * ``decoder_step.pt2``: (last token, encoder hidden states, attention_mask, the K/V of the step
   before) -> the same outputs with the self-attention K/V one position longer (dynamic past length);
 * ``decoder.pt2``: (decoder_input_ids, encoder hidden states, attention_mask) -> logits of every
-  position, recomputing the prefix; beam search and the export stage's logit check use it.
+  position, recomputing the prefix; the export stage's logit check uses it, and decoding falls back
+  to it for exports written before the cached programs existed.
 
 The cached programs see only tensors: the wrapper rebuilds transformers' ``EncoderDecoderCache``
 from them inside the traced ``forward`` (``DynamicCache.update`` per layer) and flattens the
 updated cache back out, so no cache object crosses the program boundary. Greedy decoding follows
-``generate()``'s rules (start token, pad after EOS) so its tokens compare one for one with eager
-``generate``.
+``generate()``'s rules (start token, pad after EOS) and beam search transformers' ``_beam_search``
+(the self-attention cache reordered by beam each step), so their tokens compare one for one with
+eager ``generate()``.
 """
 
 from __future__ import annotations
@@ -145,12 +147,21 @@ def export_programs(model, folder: Path) -> dict[str, Any]:
         "pad_token_id": int(model.config.pad_token_id),
         "vocab_size": int(model.config.vocab_size),
         "decoder_layers": int(layers),
+        # what generate(num_beams=N) reads from the model's generation config (None: transformers' default)
+        "generation": {
+            "length_penalty": _or(model.generation_config.length_penalty, 1.0),
+            "early_stopping": _or(model.generation_config.early_stopping, False),
+        },
         "kv_cache": f"{FIRST_STEP} then {STEP}: per layer self K, self V, cross K, cross V (batch, heads, len, d_kv)",
         "format": "torch.export (ExportedProgram, torch.export.save)",
         "torch": torch.__version__,
     }
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _lean(gm):
@@ -176,8 +187,20 @@ def _lean(gm):
     return gm
 
 
+def _drop_input_guard(gm) -> None:
+    """Remove ``.module()``'s input-shape check (a Python walk over every input's dims, each call).
+
+    At batch 1 it is about a twentieth of a decoder step; the step programs' inputs are built by
+    the decoding loops, so a wrong shape there is a bug of the loop, not user input.
+    """
+    for key, hook in list(gm._forward_pre_hooks.items()):
+        if getattr(hook, "__name__", "") == "_check_input_constraints_pre_hook":
+            del gm._forward_pre_hooks[key]
+            gm._forward_pre_hooks_with_kwargs.pop(key, None)
+
+
 class ExportedSeq2Seq:
-    """Greedy (KV-cached) and beam-search generation with the exported programs (CPU)."""
+    """Greedy and beam-search generation (both KV-cached) with the exported programs (CPU)."""
 
     def __init__(self, folder: str | Path):
         import torch
@@ -185,14 +208,19 @@ class ExportedSeq2Seq:
         folder = Path(folder)
         self.meta = json.loads((folder / META).read_text())
 
-        def load(name: str):
-            return _lean(torch.export.load(str(folder / name)).module())
+        def load(name: str, guarded: bool = True):
+            gm = _lean(torch.export.load(str(folder / name)).module())
+            if not guarded:
+                _drop_input_guard(gm)
+            return gm
 
         self.encoder, self.decoder = load(ENCODER), load(DECODER)
         # exports written before the KV-cache programs existed still decode, by recomputing the prefix
         cached = (folder / FIRST_STEP).exists() and (folder / STEP).exists()
-        self.first_step = load(FIRST_STEP) if cached else None
-        self.step = load(STEP) if cached else None
+        # the step programs are called only by the loops below, with shapes taken from the encoder's
+        # output and their own previous outputs: their per-call input-shape guard is dropped
+        self.first_step = load(FIRST_STEP, guarded=False) if cached else None
+        self.step = load(STEP, guarded=False) if cached else None
         self.start, self.eos, self.pad = (
             self.meta["decoder_start_token_id"],
             self.meta["eos_token_id"],
@@ -234,52 +262,102 @@ class ExportedSeq2Seq:
             logits, *past = self.step(tokens[-1], hidden, attention_mask, *past)
         return logits, past
 
-    def beam(self, input_ids, attention_mask, max_new_tokens: int, num_beams: int, length_penalty: float = 1.0):
-        """Beam search (scores: summed log-probs / length**length_penalty); best sequence per input."""
+    def beam(
+        self,
+        input_ids,
+        attention_mask,
+        max_new_tokens: int,
+        num_beams: int,
+        length_penalty: float | None = None,
+        early_stopping: bool | str | None = None,
+    ):
+        """Token ids like ``generate(num_beams=N, do_sample=False)``: the best beam per input, (batch, length).
+
+        The encoder runs once; each step is one cached decoder step over the ``batch * num_beams``
+        rows, and the self-attention K/V are reordered by the surviving beams' source rows. The
+        scoring and finishing rules are transformers 5.x's ``GenerationMixin._beam_search``, tensor
+        for tensor (hand-written because transformers has no beam loop that takes an outside step
+        function): keep the top ``2 * num_beams`` continuations, finish those ending in EOS (or
+        at ``max_new_tokens``) with score ``sum log p / length ** length_penalty``, continue the
+        best ``num_beams`` unfinished ones, stop when the early-stopping heuristic says no running
+        beam can beat the worst finished one. ``length_penalty`` / ``early_stopping`` default to the
+        exported model's generation config (``exported.json``), as ``generate()`` does.
+        """
+        gen = self.meta.get("generation", {})
+        lp = gen.get("length_penalty", 1.0) if length_penalty is None else length_penalty
+        es = gen.get("early_stopping", False) if early_stopping is None else early_stopping
+        return self._beam_loop(input_ids, attention_mask, max_new_tokens, num_beams, lp, es)
+
+    def _beam_loop(self, input_ids, attention_mask, max_new_tokens: int, k: int, lp: float, es: bool | str):
         import torch
 
-        with torch.no_grad():
+        with torch.inference_mode():
             b = input_ids.shape[0]
-            hidden = self.encoder(input_ids, attention_mask)
-            hidden = hidden.repeat_interleave(num_beams, dim=0)
-            mask = attention_mask.repeat_interleave(num_beams, dim=0)
-            seqs = torch.full((b * num_beams, 1), self.start, dtype=torch.long)
-            scores = torch.full((b, num_beams), float("-inf"))
-            scores[:, 0] = 0.0
-            scores = scores.view(-1)
-            done: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-            for step in range(max_new_tokens):
-                logp = torch.log_softmax(self.decoder(seqs, hidden, mask)[:, -1, :].float(), dim=-1)
+            hidden = self.encoder(input_ids, attention_mask).repeat_interleave(k, dim=0)
+            mask = attention_mask.repeat_interleave(k, dim=0)
+            max_length, keep = 1 + max_new_tokens, 2 * k  # one EOS id: 2 * num_beams candidates
+            # generate()'s fill value is ``pad or eos``: with T5's pad id 0 that is the EOS id
+            fill = self.pad or self.eos
+            running = torch.full((b, k, max_length), fill, dtype=torch.long)
+            running[:, :, 0] = self.start
+            finished = running.clone()
+            run_scores = torch.zeros((b, k))
+            run_scores[:, 1:] = -1e9
+            fin_scores = torch.full((b, k), -1e9)
+            fin_len = torch.zeros((b, k), dtype=torch.long)  # generated tokens of each finished beam
+            is_fin = torch.zeros((b, k), dtype=torch.bool)
+            improvable = torch.ones((b, 1), dtype=torch.bool)
+            top_mask = torch.arange(keep) < k
+            offset = torch.arange(b)[:, None] * k
+            past, cur = None, 1
+            while True:
+                logits, past = self._beam_logits(running, cur, hidden, mask, past)
+                logp = torch.log_softmax(logits.float(), dim=-1)
                 vocab = logp.shape[-1]
-                cand = (scores[:, None] + logp).view(b, num_beams * vocab)
-                top, idx = cand.topk(2 * num_beams, dim=-1)
-                new_seqs, new_scores = [], []
-                for i in range(b):
-                    kept = 0
-                    for s, j in zip(top[i].tolist(), idx[i].tolist(), strict=True):
-                        beam_i, tok = divmod(j, vocab)
-                        row = seqs[i * num_beams + beam_i]
-                        if tok == self.eos:
-                            if len(done[i]) < num_beams or s / (step + 1) ** length_penalty > min(
-                                x[0] for x in done[i]
-                            ):
-                                done[i].append((s / (step + 1) ** length_penalty, row.tolist()[1:] + [tok]))
-                                done[i] = sorted(done[i], reverse=True)[:num_beams]
-                            continue
-                        new_seqs.append(torch.cat([row, torch.tensor([tok])]))
-                        new_scores.append(s)
-                        kept += 1
-                        if kept == num_beams:
-                            break
-                seqs = torch.stack(new_seqs)
-                scores = torch.tensor(new_scores)
-                best_open = scores.view(b, num_beams).max(-1).values / (step + 1) ** length_penalty
-                if all(len(done[i]) >= num_beams and best_open[i] <= done[i][-1][0] for i in range(b)):
+                logp = (logp.view(b, k, vocab) + run_scores[:, :, None]).view(b, -1)
+                top_lp, top_idx = torch.topk(logp, keep)
+                src, tok = top_idx // vocab, top_idx % vocab
+                top_seqs = torch.take_along_dim(running, src[:, :, None], dim=1)
+                top_seqs[:, :, cur] = tok
+                hits = (tok == self.eos) | (cur + 1 >= max_length)
+                # e. the best k unfinished continuations run on
+                top_run = top_lp + hits.to(torch.float32) * -1.0e9
+                nxt = torch.topk(top_run, k)[1]
+                running = torch.take_along_dim(top_seqs, nxt[:, :, None], dim=1)
+                run_scores = torch.take_along_dim(top_run, nxt, dim=1)
+                beam_idx = (torch.take_along_dim(src, nxt, dim=1) + offset).view(-1)
+                # f. finished candidates among the top k enter the finished set when they beat it
+                just = hits & top_mask[None, :]
+                fin_lp = top_lp / ((cur + 1 - 1) ** lp)
+                fin_lp += (torch.all(is_fin, dim=-1, keepdim=True) & (es is True)).to(torch.float32) * -1.0e9
+                fin_lp += (~improvable).to(torch.float32) * -1.0e9
+                fin_lp += (~just) * -1.0e9
+                merged = torch.cat((fin_scores, fin_lp), dim=1)
+                sel = torch.topk(merged, k)[1]
+                finished = torch.take_along_dim(torch.cat((finished, top_seqs), dim=1), sel[:, :, None], dim=1)
+                fin_scores = torch.take_along_dim(merged, sel, dim=1)
+                fin_len = torch.take_along_dim(torch.cat((fin_len, torch.full_like(tok, cur)), dim=1), sel, dim=1)
+                is_fin = torch.take_along_dim(torch.cat((is_fin, just), dim=1), sel, dim=1)
+                if past is not None:  # the surviving beams' self-attention K/V (cross K/V are equal per input)
+                    past = [t if j % KV_PER_LAYER >= 2 else t.index_select(0, beam_idx) for j, t in enumerate(past)]
+                cur += 1
+                best_len = max_length - 1 if es == "never" and lp > 0.0 else cur - 1
+                best_run = run_scores[:, :1] / (best_len**lp)
+                worst_fin = torch.where(is_fin, torch.min(fin_scores, dim=1, keepdim=True)[0], -1.0e9)
+                improvable = improvable & torch.any(best_run > worst_fin, dim=-1, keepdim=True)
+                go_on = bool(torch.any(improvable)) and not (bool(torch.all(is_fin)) and es is True)
+                if not go_on or bool(torch.all(hits)):
                     break
-            results = []
-            for i in range(b):
-                if not done[i]:
-                    k = int(scores.view(b, num_beams)[i].argmax())
-                    done[i].append((0.0, seqs[i * num_beams + k].tolist()[1:]))
-                results.append([self.start] + max(done[i])[1])
-        return results
+            out_len = 1 + int(fin_len[:, 0].max())
+            return finished[:, 0, :out_len]
+
+    def _beam_logits(self, running, cur: int, hidden, mask, past):
+        """Last-position logits of every running beam (batch * beams rows) and the K/V after them."""
+        flat = running.view(-1, running.shape[-1])
+        if self.step is None:
+            return self.decoder(flat[:, :cur], hidden, mask)[:, -1, :], None
+        if past is None:
+            logits, *past = self.first_step(flat[:, :1], hidden, mask)
+        else:
+            logits, *past = self.step(flat[:, cur - 1 : cur], hidden, mask, *past)
+        return logits, past
