@@ -100,7 +100,7 @@ def test_a_killed_worker_resumes_with_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_two_nodes_on_loopback_form_one_job(tmp_path):
-    from mlx_torch.testing import assert_two_nodes_on_loopback_form_one_job
+    from mlx_core.testing_launch import assert_two_nodes_on_loopback_form_one_job
 
     # each node trains its own WordPiece vocabulary from the generated questions: at 400 there is
     # no merge left to choose, so both nodes get the same one (docs/scale-out.md: pass the same

@@ -119,6 +119,6 @@ def test_killed_after_an_epoch_then_resumed_ends_with_the_same_adapters(tmp_path
 
 @pytest.mark.slow
 def test_two_nodes_on_loopback_form_one_job(tmp_path):
-    from mlx_torch.testing import assert_two_nodes_on_loopback_form_one_job
+    from mlx_core.testing_launch import assert_two_nodes_on_loopback_form_one_job
 
     assert_two_nodes_on_loopback_form_one_job("quant", tmp_path, SMALL, device=DEVICE)

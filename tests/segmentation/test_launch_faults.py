@@ -1,6 +1,6 @@
 """segmentation under the core launcher when things go wrong (issue 15): a rank that raises, a
 worker killed then resumed with one process, an elastic restart (``--max-restarts``), and two
-nodes on loopback. The scenarios are mlx_torch.testing's, shared by every engine plugin; the
+nodes on loopback. The scenarios are mlx_core.testing_launch's, shared by every plugin that distributes; the
 faults are deterministic (mlx_core.faults at the engine's ``segmentation:epoch_end:E``)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_torch.testing import (
+from mlx_core.testing_launch import (
     assert_a_killed_worker_resumes_with_one_process,
     assert_a_raising_rank_ends_the_job,
     assert_an_elastic_restart_continues_the_run,

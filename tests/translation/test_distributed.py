@@ -63,3 +63,12 @@ def test_a_killed_worker_resumes_with_one_process(tmp_path):
     assert m["stages"]["train"]["status"] == "completed"
     steps = [h["step"] for h in m["stages"]["train"]["history"]]
     assert steps == sorted(set(steps)) and steps[-1] == 2
+
+
+def test_two_nodes_on_loopback_form_one_job(tmp_path):
+    from mlx_core.testing_launch import assert_two_nodes_on_loopback_form_one_job
+
+    from .conftest import TINY
+
+    assert_two_nodes_on_loopback_form_one_job("translation", tmp_path, TINY,
+                                              checkpoints="train/checkpoints/checkpoint-*/model.safetensors")  # fmt: skip
