@@ -1,7 +1,7 @@
 """`mlx serve` / `mlx predict` on finished custom_ops exports (tiny RedNet, C++ involution), in
 process: what the export records for serving, the class scores served == those `mlx predict`
 gives, the served input == the training reader's, batched == unbatched, bad input as one JSON error (the server keeps serving), a changed operator
-library refused. One torch and one Paddle export, made once for the module (in parallel)."""
+library refused, the page at / in headless Chromium. One torch and one Paddle export, made once for the module (in parallel)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ import pytest
 
 pytest.importorskip("fastapi", reason="mlx-core[serve] not installed")
 
+import httpx
+
 from mlx_core import DataError, RunError
 from mlx_core.testing import sets
-from mlx_core.testing_serve import predict_in_process, served_in_process
+from mlx_core.testing_serve import chromium, predict_in_process, served_in_process
 
+from ..serve_page_kit import served_on_a_port, submit_page
 from .conftest import DEVICE, MLX, PADDLE_DEVICE, TINY
 
 pytestmark = pytest.mark.slow  # each export trains a tiny RedNet for one epoch
@@ -151,3 +154,21 @@ def test_predict_names_a_missing_or_unreadable_image(exports, tmp_path):
     ):
         with pytest.raises(DataError, match=words):
             predict_in_process("custom_ops", exports["torch"], [str(path)])
+
+
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (CI installs it)")
+def test_page_shows_the_class_scores_of_an_uploaded_image_in_headless_chromium(exports, tmp_path):
+    run = exports["torch"]  # the page is the core's, the same for both backends: one is enough
+    img = first_valid_image(run)
+    with served_on_a_port(run, device=DEVICE) as url:
+        page = submit_page(url, tmp_path / "custom-ops-page.png", files={"image": img})
+        api = httpx.post(url + "/predict", files={"image": (img.name, img.read_bytes(), "image/jpeg")}, timeout=120)
+    assert page["state"] == "done", page["error"]
+    api = api.json()
+    assert page["shown"]["name"] == api["name"] and page["shown"]["format"] == api["format"] == "torch.export"
+    header, *rows = page["shown"]["top_k"]  # a table: one row per class, best first
+    assert header == ["name", "label", "probability"] and len(rows) == len(api["top_k"]) == 2
+    assert [(n, lab, float(p)) for n, lab, p in rows] == [
+        (s["name"], s["label"], s["probability"]) for s in api["top_k"]
+    ]
+    assert page["screenshot"].stat().st_size > 0

@@ -1,5 +1,6 @@
 """`mlx serve` on the finished multimodal run, in process: image + question -> the answer and
-top-k `mlx predict` gives, /health and /info, and bad input as one JSON error (the server keeps serving)."""
+top-k `mlx predict` gives, /health and /info, and bad input as one JSON error (the server keeps
+serving); the page at / in headless Chromium."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="mlx-core[serve] not installed")
 
-from mlx_core.testing_serve import predict_in_process, served_in_process
+import httpx
+
+from mlx_core.testing_serve import chromium, predict_in_process, served_in_process
+
+from ..serve_page_kit import served_on_a_port, submit_page
 
 QUESTION = "what color is the circle?"
 
@@ -46,3 +51,18 @@ def test_serves_the_answers_mlx_predict_gives_and_refuses_bad_input(exported):
     assert [(row["answer"], row["probability"]) for row in rows] == [
         (s["answer"], s["probability"]) for s in served["top_k"]
     ]
+
+
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (CI installs it)")
+def test_page_shows_the_answer_and_top_k_for_a_picked_image_and_question_in_headless_chromium(exported, tmp_path):
+    img = sorted((exported / "data" / "shapes" / "images").glob("val_*.png"))[1]
+    with served_on_a_port(exported) as url:
+        page = submit_page(url, tmp_path / "multimodal-page.png", files={"image": img}, values={"question": QUESTION})
+        api = httpx.post(url + "/predict", files={"image": (img.name, img.read_bytes(), "image/png")},
+                         data={"question": QUESTION}, timeout=120).json()  # fmt: skip
+    assert page["state"] == "done", page["error"]
+    assert page["shown"]["answer"] == api["answer"]
+    header, *rows = page["shown"]["top_k"]  # a table: one row per answer, best first
+    assert header == ["answer", "probability"] and len(rows) == len(api["top_k"]) == 5
+    assert [(a, float(p)) for a, p in rows] == [(s["answer"], s["probability"]) for s in api["top_k"]]
+    assert page["screenshot"].stat().st_size > 0

@@ -1,6 +1,6 @@
 """`mlx serve` on the shared finished recsys run, in process: Criteo-format lines -> the click
 probabilities `mlx predict` writes, /health and /info, and bad input as one JSON error (the
-server keeps serving)."""
+server keeps serving); the page at / in headless Chromium."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="mlx-core[serve] not installed")
 
-from mlx_core.testing_serve import predict_in_process, served_in_process
+import httpx
 
+from mlx_core.testing_serve import chromium, predict_in_process, served_in_process
+
+from ..serve_page_kit import served_on_a_port, submit_page
 from .test_cli import held_out_lines
 
 
@@ -52,3 +55,20 @@ def test_serves_the_probabilities_mlx_predict_writes_and_refuses_bad_input(train
     (row,) = predict_in_process("recsys", run_dir, [str(src)])
     written = [float(x) for x in open(row["scores"]).read().split()]
     assert written == [float(f"{p:.6f}") for p in served["probabilities"]]
+
+
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (CI installs it)")
+def test_page_shows_the_click_probabilities_of_pasted_lines_in_headless_chromium(trained_run, tmp_path):
+    run_dir, m = trained_run
+    lines = held_out_lines(run_dir, m, 4)
+    # Criteo's test format (no label) with the first integer missing: the line starts with a tab,
+    # and one with its last categorical empty: it ends with one; the page must send both whole
+    lines[2] = "\t" + lines[2].split("\t", 2)[2]
+    lines[3] = lines[3].rsplit("\t", 1)[0] + "\t"
+    with served_on_a_port(run_dir) as url:
+        page = submit_page(url, tmp_path / "recsys-page.png", values={"lines": "\n".join(lines) + "\n"})
+        api = httpx.post(url + "/predict", json={"lines": lines}, timeout=120).json()
+    assert page["state"] == "done", page["error"]
+    assert [float(p) for p in page["shown"]["probabilities"].split("\n")] == api["probabilities"]  # one a line
+    assert len(api["probabilities"]) == 4 and page["shown"]["format"] == api["format"] == "int8"
+    assert page["screenshot"].stat().st_size > 0

@@ -1,5 +1,6 @@
 """`mlx serve` on the finished tiny translation run, in process: sentences -> the translations
-`mlx predict` gives, /health and /info, and bad input as one JSON error (the server keeps serving)."""
+`mlx predict` gives, /health and /info, and bad input as one JSON error (the server keeps serving);
+the page at / in headless Chromium."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="mlx-core[serve] not installed")
 
-from mlx_core.testing_serve import predict_in_process, served_in_process
+import httpx
+
+from mlx_core.testing_serve import chromium, predict_in_process, served_in_process
+
+from ..serve_page_kit import served_on_a_port, submit_page
 
 SENTENCES = ["The cat is blue.", "A dog is under the seven red tables."]
 BAD = [
@@ -43,3 +48,13 @@ def test_serves_the_translations_mlx_predict_gives_and_refuses_bad_input(tiny_ru
         assert invalid.status_code == 400 and "UTF-8" in invalid.json()["error"]
     rows = predict_in_process("translation", tiny_run, SENTENCES)
     assert [row["translation"] for row in rows] == served["translations"]
+
+
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (CI installs it)")
+def test_page_shows_the_translation_of_a_typed_sentence_in_headless_chromium(tiny_run, tmp_path):
+    with served_on_a_port(tiny_run) as url:
+        page = submit_page(url, tmp_path / "translation-page.png", values={"sentences": "\n".join(SENTENCES)})
+        api = httpx.post(url + "/predict", json={"sentences": SENTENCES}, timeout=120).json()
+    assert page["state"] == "done", page["error"]
+    assert page["shown"]["translations"] == "\n".join(api["translations"])  # one a line, as typed
+    assert page["shown"]["backend"] == api["backend"] and page["screenshot"].stat().st_size > 0

@@ -25,7 +25,7 @@ PAGE = """<!doctype html>
  button {{ margin-top: 1rem; font: inherit; padding: .4rem 1.2rem; }}
  #result {{ margin-top: 1.5rem; }} #result img {{ width: 20rem; max-width: 100%; margin: .3rem; border: 1px solid #ccc; image-rendering: pixelated; }}
  #error {{ color: #b00020; margin-top: 1rem; }} table {{ border-collapse: collapse; }}
- td {{ border-top: 1px solid #eee; padding: .25rem .6rem; vertical-align: top; }} pre {{ margin: 0; white-space: pre-wrap; }}
+ thead td {{ font-weight: 600; color: #555; }} td {{ border-top: 1px solid #eee; padding: .25rem .6rem; vertical-align: top; }} pre {{ margin: 0; white-space: pre-wrap; }}
 </style></head><body>
 <h1>{title}</h1><p class="sub">{sub} &middot; <a href="/docs">API docs</a> &middot; <a href="/info">info</a></p>
 <form id="form">{fields}<button id="submit" type="submit">Predict</button></form>
@@ -44,7 +44,8 @@ async function body() {{
     const el = form.elements[name]; if (!el) continue;
     if (isImage(s)) {{ if (el.files.length) obj[name] = await readBase64(el.files[0]); continue; }}
     const v = el.value;
-    if (s.type === "array") {{ const lines = v.split("\\n").map(x => x.trim()).filter(x => x); if (lines.length) obj[name] = lines; }}
+    if (s.type === "array") {{ // blank lines dropped; others kept whole (a TSV line's edge tabs are columns)
+      const lines = v.split("\\n").map(x => x.replace(/\\r$/, "")).filter(x => x.trim()); if (lines.length) obj[name] = lines; }}
     else if (s.type === "integer" || s.type === "number") {{ if (v !== "") obj[name] = Number(v); }}
     else if (s.type === "boolean") {{ obj[name] = el.checked; }}
     else if (v !== "" || (REQUEST.required || []).includes(name)) obj[name] = v;
@@ -58,8 +59,15 @@ function show(value) {{
     if (IMAGES.includes(k) && typeof v === "string") {{
       const img = document.createElement("img"); img.alt = k; img.className = "out-" + k;
       img.src = "data:image/png;base64," + v; cell.appendChild(img);
+    }} else if (Array.isArray(v) && v.length && v.every(x => x && typeof x === "object" && !Array.isArray(x))) {{
+      const sub = document.createElement("table"), keys = Object.keys(v[0]); sub.className = "out-" + k;
+      const head = sub.createTHead().insertRow(); for (const c of keys) head.insertCell().textContent = c;
+      for (const row of v) {{ const r = sub.insertRow();
+        for (const c of keys) r.insertCell().textContent = typeof row[c] === "string" ? row[c] : JSON.stringify(row[c]); }}
+      cell.appendChild(sub); // a list of records (top-k): one row each
     }} else {{ const pre = document.createElement("pre"); pre.className = "out-" + k;
-      pre.textContent = typeof v === "string" ? v : JSON.stringify(v, null, 1); cell.appendChild(pre); }}
+      const flat = Array.isArray(v) && v.every(x => x === null || typeof x !== "object"); // a list of plain values: one a line
+      pre.textContent = typeof v === "string" ? v : flat ? v.join("\\n") : JSON.stringify(v, null, 1); cell.appendChild(pre); }}
   }}
   out.replaceChildren(table);
 }}
