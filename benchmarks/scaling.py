@@ -59,7 +59,7 @@ class Plugin:
     """One row of the scaling table: how to run a tiny `mlx run PLUGIN train` and read its speed."""
 
     sets: list[str]  # config overrides (the size of the run)
-    thread_key: str  # the plugin's per-process thread count key
+    thread_key: str | None  # the plugin's per-process thread count key (None: OMP_NUM_THREADS alone)
     metric: str  # dotted path into run.json holding the job's training samples/s (all ranks)
     target: float | None  # goal for samples/s at 2 processes / 1 process; None: informational
 
@@ -115,6 +115,21 @@ PLUGINS: dict[str, Plugin] = {
         "records.engine.samples_per_s",
         None,
     ),  # fmt: skip
+    "quant": Plugin(
+        [
+            "model.hidden_size=64",
+            "model.ffn_dim=128",
+            "model.layers=2",
+            "data.documents=64",
+            "data.seq_len=32",
+            "data.max_eval_windows=4",
+            "train.epochs=1",
+            "train.batch_size=8",
+        ],
+        None,  # no thread key: torch follows OMP_NUM_THREADS (2, or 1 per process under --nproc 2)
+        "records.engine.samples_per_s",
+        None,
+    ),  # fmt: skip
     "translation": Plugin(
         [
             "data.size=400",
@@ -144,7 +159,7 @@ def _dig(manifest: dict, path: str):
 def run_processes(plugin: str, nproc: int, args: argparse.Namespace, runs: Path) -> dict:
     spec = PLUGINS[plugin]
     threads = THREADS_TOTAL // nproc
-    sets = [*(spec.sets or _segmentation_sets(args)), f"{spec.thread_key}={threads}"]
+    sets = [*(spec.sets or _segmentation_sets(args)), *([f"{spec.thread_key}={threads}"] if spec.thread_key else [])]
     cmd = [sys.executable, "-m", "mlx_core", "run", plugin, "train", "--runs-dir", str(runs),
            "--device", "cpu", *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     if nproc > 1:
