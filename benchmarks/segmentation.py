@@ -71,6 +71,7 @@ def bench_arch(arch: str, size: int, warmup: int, repeats: int, compile_modes: l
     with torch.no_grad():
         ref = net(x).numpy()
     rewritten, rewrites = rewrite_padding_taps(net, x)
+    centre, _ = rewrite_padding_taps(net, x, max_work=0.0)  # centre taps only: no border slices
     cases: dict[str, tuple] = {}
     meta: dict[str, dict] = {}
 
@@ -109,14 +110,15 @@ def bench_arch(arch: str, size: int, warmup: int, repeats: int, compile_modes: l
         add(f"torch.compile ({mode})", run_compiled, x, export_s=secs, out=out)
     exporters = {
         "torchscript": ("model.pt", "torchscript", lambda m, p: export_torchscript(m, x, p), [net]),
-        "onnxruntime": ("model.onnx", "onnx", lambda m, p: export_onnx(m, x, p, 18), [net, rewritten]),
+        "onnxruntime": ("model.onnx", "onnx", lambda m, p: export_onnx(m, x, p, 18), [net, rewritten, centre]),
         "executorch-xnnpack": ("model.pte", "executorch", lambda m, p: export_executorch(m, x, p), [net, rewritten]),
     }
     for runtime, (name, fmt, fn, models) in exporters.items():
         if runtime in skip:
             continue
         for model in models:
-            label = runtime if model is net else f"{runtime} + padding-tap rewrite"
+            label = {id(net): runtime, id(rewritten): f"{runtime} + padding-tap rewrite",
+                     id(centre): f"{runtime} + centre-tap rewrite only"}[id(model)]  # fmt: skip
             path = work / f"{arch}-{label.replace(' ', '_')}-{name}"
             console.print(f"[dim]{arch} exporting {label} ...[/]")
             t0 = time.perf_counter()

@@ -60,7 +60,9 @@ def test_segmentation_run_tracked_in_mlflow_listed_and_reported(tmp_path):
         for info in client.list_artifacts(found.info.run_id, folders.pop()):
             folders.append(info.path) if info.is_dir else logged.add(info.path)
     assert {a["path"] for a in data["artifacts"]} | {"run.json"} <= logged
-    assert (tmp_path / "mlruns").is_dir()  # a sqlite store keeps artifacts in ./mlruns (docs/runs.md)
+    # a sqlite store's artifacts lie next to its database, not in ./mlruns (docs/runs.md)
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+    assert found.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
 
     for name in sorted(set(NEIGHBOURS) & installed()):
         other = cli("run", name, "data", "--runs-dir", str(runs), "--device", "cpu", *sets(NEIGHBOURS[name]))
