@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import pytest
 
@@ -67,18 +66,11 @@ def test_two_processes_bf16_and_early_stopping_in_one_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_rank_that_raises_ends_the_run_in_one_line(tmp_path):
-    fault = {"MLX_TEST_RAISE": "multimodal:epoch_start:1", "MLX_TEST_FAULT_RANK": "1"}
-    proc = train(tmp_path, "train.epochs=2", extra=NPROC_2, fault=fault)
-    ended = time.time()
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert errors == [lines[-1]] and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "rank 1 failed: RuntimeError: test fault at multimodal:epoch_start:1" in errors[0]
-    (run_dir,) = (tmp_path / "multimodal").iterdir()
-    raised = json.loads((run_dir / "logs" / "rank-1.error.json").read_text())
-    assert ended - raised["time"] < 60  # from the raise to the end of every process
-    assert manifest(run_dir)["status"] == "failed"
+    from mlx_core.testing_launch import assert_a_raising_rank_ends_the_job
+
+    assert_a_raising_rank_ends_the_job(
+        "multimodal", tmp_path, [*TINY, "train.epochs=2"], point="multimodal:epoch_start:1"
+    )
 
 
 @pytest.mark.slow

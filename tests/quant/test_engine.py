@@ -11,7 +11,6 @@ import json
 import math
 import os
 import signal
-import time
 
 import pytest
 
@@ -65,19 +64,11 @@ def test_two_processes_bf16_and_early_stopping_in_one_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_rank_that_raises_ends_the_run_in_one_line(tmp_path):
-    env = {"MLX_TEST_RAISE": "quant:epoch_start:1", "MLX_TEST_FAULT_RANK": "1"}
-    proc = quant(tmp_path, "train.epochs=2", extra=NPROC_2, env=env)
-    ended = time.time()
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert errors == [lines[-1]] and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "rank 1 failed: RuntimeError: test fault at quant:epoch_start:1" in errors[0]
-    (run_dir,) = (tmp_path / "quant").iterdir()
-    raised = json.loads((run_dir / "logs" / "rank-1.error.json").read_text())
-    assert ended - raised["time"] < 60  # from the raise to the end of every process
-    m = json.loads((run_dir / "run.json").read_text())
-    assert m["status"] == "failed" and "rank 1" in m["launch"]["error"]
+    from mlx_core.testing_launch import assert_a_raising_rank_ends_the_job
+
+    assert_a_raising_rank_ends_the_job(
+        "quant", tmp_path, [*SMALL, "train.epochs=2"], DEVICE, point="quant:epoch_start:1"
+    )
 
 
 @pytest.mark.slow

@@ -31,10 +31,12 @@ def _env(**faults: str) -> dict[str, str]:
     return {**os.environ, **faults}
 
 
-def assert_a_raising_rank_ends_the_job(plugin: str, runs: Path, overrides: list[str], device: str = "cpu") -> None:
+def assert_a_raising_rank_ends_the_job(
+    plugin: str, runs: Path, overrides: list[str], device: str = "cpu", point: str | None = None
+) -> None:
     """Rank 1 raises in epoch 1: the whole job ends (no hang) within 60 s of the raise, with one
     ``error:`` line naming the rank and its error, exit 1, no traceback; run.json says failed."""
-    point = f"{plugin}:epoch_end:1"
+    point = point or f"{plugin}:epoch_end:1"
     env = _env(MLX_TEST_RAISE=point, MLX_TEST_FAULT_RANK="1")
     proc = stage_process(plugin, "train", runs, overrides, "--nproc", "2", device=device, env=env, timeout=300)
     ended = time.time()
